@@ -1,0 +1,7 @@
+"""Offline analysis of sessions recorded by recorderd."""
+
+from __future__ import annotations
+
+from analysis.reader import NotASessionError, SessionReader, UnsupportedFormatError
+
+__all__ = ["NotASessionError", "SessionReader", "UnsupportedFormatError"]

@@ -1,0 +1,5 @@
+"""``python -m recorderd``."""
+
+from recorderd.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The recorder's Zenoh side: the only module of ``recorderd`` that imports zenoh."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+from recorderd.protocol import CONTROL_WORD, Kind
+
+log = logging.getLogger(__name__)
+
+
+def make_config(
+    *,
+    mode: str = "peer",
+    connect: Sequence[str] = (),
+    listen: Sequence[str] = (),
+    config_file: Path | None = None,
+) -> zenoh.Config:
+    """A Zenoh config: the file if given, then mode and endpoints; multicast scouting always off."""
+    config = zenoh.Config.from_file(str(config_file)) if config_file else zenoh.Config()
+    config.insert_json5("mode", json.dumps(mode))
+    if connect or config_file is None:
+        config.insert_json5("connect/endpoints", json.dumps(list(connect)))
+    if listen or config_file is None:
+        config.insert_json5("listen/endpoints", json.dumps(list(listen)))
+    # Peers are found through explicit endpoints only: never send multicast scouting.
+    config.insert_json5("scouting/multicast/enabled", "false")
+    return config
+
+
+def subscription_keys(
+    prefix: str, *, spikes: bool, membrane: bool, weights: bool, control: bool
+) -> list[str]:
+    """The key expressions to subscribe to, one per recorded kind.
+
+    Membrane and weight publishers only publish while matched, so an unrecorded kind
+    must not be subscribed to, not even by a wider wildcard.
+    """
+    keys = []
+    for kind, wanted in ((Kind.SPIKES, spikes), (Kind.MEMBRANE, membrane), (Kind.WEIGHTS, weights)):
+        if wanted:
+            keys.append(f"{prefix}/*/{kind.key_word}/*")
+    if control:
+        keys.append(f"{prefix}/*/{CONTROL_WORD}")
+    return keys
+
+
+class Bus:
+    """An open Zenoh session with the recorder's subscribers."""
+
+    def __init__(self, config: zenoh.Config) -> None:
+        self._config = config
+        self._session: zenoh.Session | None = None
+        self._subscribers: list[Any] = []
+
+    def open(self) -> None:
+        """Open the session (blocking; may take a moment while endpoints connect)."""
+        self._session = zenoh.open(self._config)
+
+    def subscribe(self, keys: Sequence[str], submit: Callable[[str, bytes], None]) -> None:
+        """Subscribe to ``keys``; each sample goes to ``submit(key, payload)`` on Zenoh's thread."""
+        if self._session is None:
+            raise RuntimeError("bus not open")
+
+        def on_sample(sample: zenoh.Sample) -> None:
+            # Runs on a Zenoh thread: copy out and hand over, nothing else.
+            submit(str(sample.key_expr), sample.payload.to_bytes())
+
+        for key in keys:
+            self._subscribers.append(self._session.declare_subscriber(key, on_sample))
+            log.info("subscribed to %s", key)
+
+    def unsubscribe(self) -> None:
+        """Stop receiving samples."""
+        for sub in self._subscribers:
+            sub.undeclare()
+        self._subscribers.clear()
+
+    def close(self) -> None:
+        """Undeclare everything and close the session (idempotent)."""
+        self.unsubscribe()
+        if self._session is not None:
+            self._session.close()  # type: ignore[no-untyped-call]
+            self._session = None

@@ -1,0 +1,125 @@
+"""``recorderd`` command line: flags mirroring the recording guide, over env and a file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recorderd.daemon import Daemon, ExitCode
+from recorderd.loops import run
+from recorderd.settings import SettingsError, load_settings
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class CompressionChoice(StrEnum):
+    """HDF5 compression filters."""
+
+    gzip = "gzip"
+    lzf = "lzf"
+    none = "none"
+
+
+def _configure_logging(level: str) -> None:
+    # One line per event, no timestamps when journald adds its own.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+@app.command()
+def record(
+    session: Annotated[
+        str | None, typer.Option("--session", "--session-name", help="Session name [sim_<time>]")
+    ] = None,
+    recording_dir: Annotated[
+        Path | None, typer.Option(help="Recording directory [./sim_recordings]")
+    ] = None,
+    record_spikes: Annotated[
+        bool | None, typer.Option("--record-spikes/--no-record-spikes", help="[on]")
+    ] = None,
+    record_membrane: Annotated[
+        bool | None, typer.Option("--record-membrane/--no-record-membrane", help="[off]")
+    ] = None,
+    record_weights: Annotated[
+        bool | None, typer.Option("--record-weights/--no-record-weights", help="[off]")
+    ] = None,
+    record_control: Annotated[
+        bool | None, typer.Option("--record-control/--no-record-control", help="[on]")
+    ] = None,
+    spike_subsample_rate: Annotated[
+        float | None, typer.Option(help="Fraction of neurons recorded [1]")
+    ] = None,
+    membrane_subsample_rate: Annotated[
+        float | None, typer.Option(help="Fraction of neurons recorded [1]")
+    ] = None,
+    subsample_seed: Annotated[
+        int | None, typer.Option(help="Seed of the neuron selection [0]")
+    ] = None,
+    max_duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    buffer_size: Annotated[
+        int | None, typer.Option(help="Messages per stream per write [1000]")
+    ] = None,
+    compression: Annotated[CompressionChoice | None, typer.Option(help="[gzip]")] = None,
+    compression_level: Annotated[int | None, typer.Option(help="gzip level 0-9 [4]")] = None,
+    flush_interval: Annotated[
+        float | None, typer.Option(help="Seconds between flushes [1]")
+    ] = None,
+    prefix: Annotated[str | None, typer.Option(help="Key-expression prefix [brain]")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="Zenoh mode: peer, client or router [peer]")
+    ] = None,
+    connect: Annotated[list[str] | None, typer.Option(help="Zenoh endpoint to connect to")] = None,
+    listen: Annotated[
+        list[str] | None, typer.Option(help="Zenoh endpoint to listen on [tcp/127.0.0.1:7447]")
+    ] = None,
+    zenoh_config: Annotated[Path | None, typer.Option(help="Zenoh JSON5 config file")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Recorder settings file (TOML)")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO]")
+    ] = None,
+) -> None:
+    """Record every brain node on the Zenoh bus into <recording-dir>/<session>/."""
+    try:
+        settings = load_settings(
+            config,
+            session=session,
+            recording_dir=recording_dir,
+            record_spikes=record_spikes,
+            record_membrane=record_membrane,
+            record_weights=record_weights,
+            record_control=record_control,
+            spike_subsample_rate=spike_subsample_rate,
+            membrane_subsample_rate=membrane_subsample_rate,
+            subsample_seed=subsample_seed,
+            max_duration=max_duration,
+            buffer_size=buffer_size,
+            compression=compression.value if compression else None,
+            compression_level=compression_level,
+            flush_interval=flush_interval,
+            prefix=prefix,
+            mode=mode,
+            connect=connect or None,
+            listen=listen or None,
+            zenoh_config=zenoh_config,
+            log_level=log_level.upper() if log_level else None,
+        )
+    except SettingsError as exc:
+        typer.echo(f"recorderd: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    _configure_logging(settings.log_level)
+    code = run(Daemon(settings).serve())
+    raise typer.Exit(int(code))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

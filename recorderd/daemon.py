@@ -1,0 +1,170 @@
+"""The recording daemon's lifecycle: startup, main loop, shutdown (after uvicorn's server)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import signal
+import threading
+import time
+
+from recorderd.bus import Bus, make_config, subscription_keys
+from recorderd.pipeline import Pipeline
+from recorderd.recorder import Recorder
+from recorderd.settings import RecorderSettings
+from recorderd.writer import SessionBusyError, WriterError
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the one-line progress reports in the log.
+REPORT_PERIOD_S = 30.0
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of ``recorderd``."""
+
+    OK = 0
+    FAILURE = 1  # recording failed (disk full, I/O error, drain timeout)
+    USAGE = 2  # invalid settings or flags
+    BUSY = 3  # another process already writes this session
+
+
+class Daemon:
+    """Records one session from the bus until stopped by a signal or ``max_duration``."""
+
+    def __init__(self, settings: RecorderSettings) -> None:
+        self.settings = settings
+        self.recorder = Recorder(settings)
+        self.pipeline = Pipeline(
+            self.recorder,
+            prefix=settings.prefix,
+            capacity=settings.intake_capacity,
+            flush_interval=settings.flush_interval,
+        )
+        self.bus = Bus(
+            make_config(
+                mode=settings.mode,
+                connect=settings.connect,
+                listen=settings.listen,
+                config_file=settings.zenoh_config,
+            )
+        )
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Begin a clean shutdown; a second request skips the drain."""
+        self._signals += 1
+        if self._signals == 1:
+            log.info("stopping (%s): writing everything received", reason)
+        else:
+            dropped = self.pipeline.abandon()
+            log.warning("second stop request: dropped %d queued message(s)", dropped)
+        self._stop.set()
+
+    async def serve(self) -> ExitCode:
+        """Startup, main loop, shutdown; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        s = self.settings
+        try:
+            await asyncio.to_thread(self.recorder.start)
+        except SessionBusyError as exc:
+            log.error("%s", exc)
+            return ExitCode.BUSY
+        except (OSError, WriterError) as exc:
+            log.error("cannot open session %s: %s", s.session_dir, exc)
+            return ExitCode.FAILURE
+        worker_done: asyncio.Future[None] = loop.create_future()
+
+        def work() -> None:
+            try:
+                self.pipeline.run()
+            finally:
+                loop.call_soon_threadsafe(worker_done.set_result, None)
+
+        thread = threading.Thread(target=work, name="recorderd-writer", daemon=True)
+        thread.start()
+        try:
+            await asyncio.to_thread(self.bus.open)
+            keys = subscription_keys(
+                s.prefix,
+                spikes=s.record_spikes,
+                membrane=s.record_membrane,
+                weights=s.record_weights,
+                control=s.record_control,
+            )
+            self.bus.subscribe(keys, self.pipeline.submit)
+        except Exception as exc:
+            log.error("cannot open the Zenoh session: %s", exc)
+            self.pipeline.stop()
+            await worker_done
+            return ExitCode.FAILURE
+        log.info(
+            "recording session %s into %s (listen %s, connect %s): ready",
+            s.session,
+            s.session_dir,
+            s.listen,
+            s.connect,
+        )
+        reporter = asyncio.create_task(self._report())
+        self._tasks.add(reporter)
+        await self._main_loop(worker_done)
+        return await self._shutdown(worker_done)
+
+    async def _main_loop(self, worker_done: asyncio.Future[None]) -> None:
+        stop = asyncio.ensure_future(self._stop.wait())
+        waiters: set[asyncio.Future[object]] = {stop, worker_done}  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(
+            waiters, timeout=self.settings.max_duration, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            log.info("max duration of %.1f s reached", self.settings.max_duration)
+        stop.cancel()
+
+    async def _shutdown(self, worker_done: asyncio.Future[None]) -> ExitCode:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.to_thread(self.bus.close)  # no new samples after this
+        self.pipeline.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(worker_done), self.settings.drain_timeout)
+        except TimeoutError:
+            log.error(
+                "the writer did not finish within %.1f s; exiting anyway",
+                self.settings.drain_timeout,
+            )
+            return ExitCode.FAILURE
+        if self.pipeline.error is not None:
+            log.error("recording failed: %s", self.pipeline.error)
+            return ExitCode.FAILURE
+        totals = self.recorder.statistics.totals()
+        log.info(
+            "session %s closed: %d spikes in %d messages written, %d rejected, %d missing, "
+            "%d dropped",
+            self.settings.session,
+            totals["spikes_written"],
+            totals["written"],
+            totals["rejected"],
+            totals["missing"],
+            totals["dropped"] + totals["intake_dropped"],
+        )
+        return ExitCode.OK
+
+    async def _report(self) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(REPORT_PERIOD_S)
+            t = self.recorder.statistics.totals()
+            log.info(
+                "up %.0f s: %d spikes in %d messages, %d rejected, %d missing, %d dropped",
+                time.monotonic() - started,
+                t["spikes_received"],
+                t["received"],
+                t["rejected"],
+                t["missing"],
+                t["intake_dropped"],
+            )

@@ -1,0 +1,107 @@
+"""The recording layout: file names, HDF5 group and dataset names, dtypes, version.
+
+This module is the single definition of ``docs/recording-format.md``. The writer
+(``recorderd.writer``) and the analysis reader both import it; nothing else names a
+group or a dataset. It imports numpy only (no h5py).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+FORMAT_NAME: Final = "recorderd-session"
+FORMAT_VERSION: Final = 1
+
+# Files of a session directory, as in the recording guide. HDF5 file locking is off:
+# the lock file guards writers.
+DATA_FILE: Final = "simulation_data.h5"
+CONTROL_FILE: Final = "control_states.jsonl"
+STATISTICS_FILE: Final = "recording_statistics.json"
+PLOTS_DIR: Final = "plots"
+LOCK_FILE: Final = ".recorder.lock"
+
+# Root attributes.
+ATTR_FORMAT: Final = "format"
+ATTR_FORMAT_VERSION: Final = "format_version"
+
+# Top-level groups.
+SPIKES: Final = "spikes"  # SONATA: /spikes/<population>/{timestamps,node_ids}
+MEMBRANE: Final = "membrane"
+WEIGHTS: Final = "weights"
+METADATA: Final = "metadata"
+NODES: Final = "nodes"  # /metadata/nodes/<node_id>
+
+#: Population names join node id and layer with ".", which neither may contain.
+POPULATION_SEP: Final = "."
+
+# Spike population datasets (one row per spike).
+TIMESTAMPS: Final = "timestamps"  # float64, ms (SONATA)
+NODE_IDS: Final = "node_ids"  # uint32 neuron index in the layer (SONATA)
+STEPS: Final = "steps"  # int64 simulation step
+# Per-message index datasets (one row per received message), in every stream group.
+FRAME_STEP: Final = "frame_step"  # int64
+FRAME_TIME: Final = "frame_time"  # float64, ms
+FRAME_SEQ: Final = "frame_seq"  # uint64
+FRAME_INCARNATION: Final = "frame_incarnation"  # uint64
+FRAME_COUNT: Final = "frame_count"  # uint32: spikes kept / neurons recorded / matrix rows
+# Which neurons of the layer are recorded (after subsampling), sorted uint32.
+RECORDED_NEURONS: Final = "recorded_neurons"
+# Membrane / weights data.
+DATA: Final = (
+    "data"  # membrane: (frames, recorded neurons) float32 mV; weights: (snapshots, rows, cols)
+)
+
+# Stream attributes.
+ATTR_NODE_ID: Final = "node_id"
+ATTR_LAYER: Final = "layer"
+ATTR_LAYER_SIZE: Final = "layer_size"
+ATTR_DT_MS: Final = "dt_ms"
+ATTR_SUBSAMPLE_RATE: Final = "subsample_rate"
+ATTR_UNITS: Final = "units"
+ATTR_SORTING: Final = "sorting"  # HDF5 enum, SONATA
+
+#: SONATA's ``sorting`` enum values.
+SORTING_ENUM: Final = {"none": 0, "by_id": 1, "by_time": 2}
+
+# Metadata attributes.
+ATTR_SESSION: Final = "session"
+ATTR_RECORDER_CONFIG: Final = "recorder_config"  # JSON
+ATTR_SUBSAMPLE_SEED: Final = "subsample_seed"
+ATTR_SUBSAMPLING: Final = "subsampling"  # JSON description of the rule
+ATTR_START_TIME: Final = "start_time_utc"  # ISO 8601
+ATTR_STOP_TIME: Final = "stop_time_utc"  # ISO 8601, "" while recording
+ATTR_STATISTICS: Final = "statistics"  # JSON, same content as recording_statistics.json
+ATTR_MODULE_TYPE: Final = "module_type"
+ATTR_INCARNATIONS: Final = "incarnations"  # uint64 array of node incarnations seen
+ATTR_RECORDER_RUNS: Final = "recorder_runs"  # int: how many recorder runs appended
+
+TIME_DTYPE: Final = np.dtype("<f8")
+STEP_DTYPE: Final = np.dtype("<i8")
+NEURON_DTYPE: Final = np.dtype("<u4")
+VALUE_DTYPE: Final = np.dtype("<f4")
+SEQ_DTYPE: Final = np.dtype("<u8")
+COUNT_DTYPE: Final = np.dtype("<u4")
+
+UNITS_TIME: Final = "ms"
+UNITS_MEMBRANE: Final = "mV"
+UNITS_WEIGHTS: Final = "1"  # dimensionless synaptic efficacy
+
+#: Rows per chunk of 1-D per-spike datasets: 512 KiB of float64.
+SPIKE_CHUNK: Final = 65536
+#: Rows per chunk of per-message index datasets.
+FRAME_CHUNK: Final = 16384
+#: Target bytes per chunk of membrane and weight data.
+DATA_CHUNK_BYTES: Final = 512 * 1024
+
+
+def population(node_id: str, layer: str) -> str:
+    """SONATA population name of a node's layer, e.g. ``pfc-0.output``."""
+    return f"{node_id}{POPULATION_SEP}{layer}"
+
+
+def split_population(name: str) -> tuple[str, str]:
+    """Inverse of :func:`population`: ``(node_id, layer)``."""
+    node_id, _, layer = name.partition(POPULATION_SEP)
+    return node_id, layer

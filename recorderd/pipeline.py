@@ -1,0 +1,145 @@
+"""The writer thread: bounded intake from the bus, decoding, and the recorder core.
+
+Zenoh calls :meth:`Pipeline.submit` on its own threads; it only appends to a
+bounded deque (never blocks). One thread runs :meth:`Pipeline.run`: it decodes,
+validates, hands messages to the :class:`~recorderd.recorder.Recorder` and flushes
+every ``flush_interval`` seconds. Nothing else touches the session files.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from recorderd.protocol import ProtocolError, StreamKey, decode, decode_control, parse_key
+from recorderd.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+#: Parsed key expressions kept; beyond this, keys are parsed every time.
+KEY_CACHE_SIZE = 4096
+#: How long the writer thread sleeps when the intake is empty.
+IDLE_SLEEP_S = 0.002
+
+
+class Pipeline:
+    """Moves samples from the bus to the recorder on one dedicated thread."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        prefix: str,
+        capacity: int,
+        flush_interval: float,
+    ) -> None:
+        self.recorder = recorder
+        self._prefix = prefix
+        self._capacity = capacity
+        self._flush_interval = flush_interval
+        self._intake: collections.deque[tuple[str, bytes, float]] = collections.deque()
+        self._keys: dict[str, StreamKey] = {}
+        self._stopping = threading.Event()
+        self.error: BaseException | None = None
+        self.intake_dropped = 0
+        self._dropped_keys: collections.Counter[str] = collections.Counter()
+        self.intake_high_water = 0
+
+    # -- called from other threads ---------------------------------------------------
+
+    def submit(self, key: str, payload: bytes) -> None:
+        """Queue one raw sample; drop it (counted) if the intake is full. Never blocks."""
+        if len(self._intake) >= self._capacity:
+            self.intake_dropped += 1
+            if key in self._dropped_keys or len(self._dropped_keys) < KEY_CACHE_SIZE:
+                self._dropped_keys[key] += 1
+            return
+        self._intake.append((key, payload, time.time()))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to write what is queued, finish the session and return."""
+        self._stopping.set()
+
+    def abandon(self) -> int:
+        """Drop everything still queued (counted as intake drops); return how many."""
+        n = 0
+        while self._intake:
+            try:
+                self._intake.popleft()
+            except IndexError:
+                break
+            n += 1
+        self.intake_dropped += n
+        return n
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Thread body: drain, decode, record, flush periodically; finish on stop."""
+        recorder = self.recorder
+        last_flush = time.monotonic()
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                handled = self._drain()
+                now = time.monotonic()
+                if now - last_flush >= self._flush_interval:
+                    self._flush()
+                    last_flush = now
+                if stopping and not self._intake:
+                    break
+                if not handled:
+                    time.sleep(IDLE_SLEEP_S)
+        except BaseException as exc:  # the daemon reports it and exits non-zero
+            self.error = exc
+            log.error("writer thread failed: %s", exc)
+            try:
+                self._intake.clear()
+                recorder.finish()
+            except BaseException as close_exc:
+                log.error("could not close the session cleanly: %s", close_exc)
+            return
+        self._sync_counters()
+        recorder.finish()
+
+    def _flush(self) -> None:
+        self._sync_counters()
+        self.recorder.flush()
+
+    def _sync_counters(self) -> None:
+        stats = self.recorder.statistics
+        stats.intake_dropped = self.intake_dropped
+        for key, n in list(self._dropped_keys.items()):
+            try:
+                sk = parse_key(key, self._prefix)
+            except ProtocolError:
+                continue  # counted in intake_dropped only
+            stats.stream(sk.stream_id).dropped = n
+
+    def _drain(self, limit: int = 10_000) -> int:
+        intake = self._intake
+        n = 0
+        self.intake_high_water = max(self.intake_high_water, len(intake))
+        while intake and n < limit:
+            key, payload, received_at = intake.popleft()
+            n += 1
+            self.handle(key, payload, received_at)
+        return n
+
+    def handle(self, key: str, payload: bytes, received_at: float) -> None:
+        """Decode one sample and give it to the recorder; count and log it if invalid."""
+        recorder = self.recorder
+        try:
+            sk = self._keys.get(key)
+            if sk is None:
+                sk = parse_key(key, self._prefix)
+                if len(self._keys) < KEY_CACHE_SIZE:
+                    self._keys[key] = sk
+            if sk.kind is None:
+                recorder.add_control(decode_control(payload, sk.node_id), received_at)
+            else:
+                recorder.add(sk.node_id, sk.name, decode(payload, sk.kind))
+        except ProtocolError as exc:
+            recorder.reject(exc.reason, exc.detail, key[:200])

@@ -1,0 +1,251 @@
+"""The recording core on real HDF5 files: what goes in is what the reader gets back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import h5py
+import numpy as np
+import pytest
+
+from analysis.reader import SessionReader
+from recorderd import layout as L
+from recorderd import protocol as P
+from recorderd.pipeline import Pipeline
+from recorderd.recorder import Recorder
+from recorderd.settings import RecorderSettings
+from recorderd.writer import SessionBusyError
+from tests.conftest import spike_message
+
+MakeSettings = Callable[..., RecorderSettings]
+KEY = "brain/pfc-0/spikes/output"
+
+
+def feed(settings: RecorderSettings, messages: list[tuple[str, bytes]]) -> Recorder:
+    """Record ``messages`` through the pipeline's decode path and finish the session."""
+    recorder = Recorder(settings)
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=10_000, flush_interval=1.0)
+    for key, payload in messages:
+        pipe.handle(key, payload, time.time())
+    recorder.finish()
+    return recorder
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+@pytest.mark.parametrize("buffer_size", [1, 7, 1000])
+def test_spikes_round_trip(make_settings: MakeSettings, compression: str, buffer_size: int) -> None:
+    rng = np.random.default_rng(1)
+    sent = [np.flatnonzero(rng.random(100) < 0.1) for _ in range(50)]
+    settings = make_settings(compression=compression, buffer_size=buffer_size)
+    rec = feed(settings, [(KEY, spike_message(i, ids)) for i, ids in enumerate(sent)])
+    with SessionReader(settings.session_dir) as r:
+        assert r.nodes() == ["pfc-0"]
+        assert r.layers("pfc-0") == ["output"]
+        tr = r.spikes("pfc-0", "output")
+        assert np.array_equal(tr.neuron_ids, np.concatenate(sent))
+        assert np.array_equal(tr.steps, np.repeat(np.arange(50), [len(s) for s in sent]))
+        assert np.array_equal(tr.times_ms, tr.steps.astype(float))
+        fr = r.frames("pfc-0", "output")
+        assert fr.seq.tolist() == list(range(50))
+        assert fr.count.tolist() == [len(s) for s in sent]
+        stats = r.statistics()
+    total = sum(len(s) for s in sent)
+    assert (
+        stats["totals"]["total_spikes_recorded"]
+        == total
+        == rec.statistics.totals()["spikes_written"]
+    )
+    assert stats["streams"]["pfc-0/spikes/output"]["written"] == 50
+
+
+def test_sonata_attributes(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    feed(settings, [(KEY, spike_message(i, [i % 100])) for i in range(10)])
+    with h5py.File(settings.session_dir / L.DATA_FILE, "r") as f:
+        pop = f["spikes/pfc-0.output"]
+        assert pop["timestamps"].attrs["units"] == "ms"
+        assert pop["timestamps"].dtype == np.float64 and pop["node_ids"].dtype == np.uint32
+        sorting = pop.attrs["sorting"]
+        assert h5py.check_enum_dtype(pop.attrs.get_id("sorting").dtype) == L.SORTING_ENUM
+        assert sorting == L.SORTING_ENUM["by_time"]
+        assert (pop.attrs["node_id"], pop.attrs["layer"]) == ("pfc-0", "output")
+        assert f.attrs["format_version"] == L.FORMAT_VERSION
+
+
+def test_sequence_accounting(make_settings: MakeSettings) -> None:
+    seqs = [0, 1, 2, 5, 6, 6, 4, 7]  # gap of 2 (3, 4), a duplicate 6, a late 4
+    msgs = [(KEY, spike_message(s, [s])) for s in seqs]
+    msgs += [(KEY, spike_message(s, [s], incarnation=2)) for s in (1, 2)]  # restart, seq 0 lost
+    rec = feed(make_settings(), msgs)
+    st = rec.statistics.streams["pfc-0/spikes/output"]
+    assert (st.received, st.written, st.missing, st.duplicates, st.restarts) == (8, 8, 3, 2, 1)
+    assert st.spikes_written == 8
+
+
+def test_rejections_are_counted_and_valid_messages_still_recorded(
+    make_settings: MakeSettings,
+) -> None:
+    msgs = [
+        (KEY, spike_message(0, [1, 2])),
+        (KEY, b"junk"),
+        ("brain/../spikes/output", spike_message(0, [1])),
+        (KEY, spike_message(1, [200])),  # index >= layer size
+        ("brain/pfc-0/spikes/output", spike_message(1, [3], layer_size=50)),  # shape changed
+        ("brain/pfc-0/control", b"{not json"),
+        (KEY, spike_message(1, [3])),
+    ]
+    settings = make_settings()
+    rec = feed(settings, msgs)
+    assert dict(rec.statistics.rejected) == {
+        "short_payload": 1,
+        "bad_key": 1,
+        "bad_index": 1,
+        "shape_changed": 1,
+        "bad_control": 1,
+    }
+    with SessionReader(settings.session_dir) as r:
+        assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [1, 2, 3]
+    assert not any(p.name.startswith("..") for p in settings.recording_dir.rglob("*"))
+
+
+def test_subsampling_keeps_whole_trains_and_is_stored(make_settings: MakeSettings) -> None:
+    rng = np.random.default_rng(3)
+    sent = [np.flatnonzero(rng.random(100) < 0.3) for _ in range(40)]
+    settings = make_settings(spike_subsample_rate=0.25, subsample_seed=9)
+    rec = feed(settings, [(KEY, spike_message(i, s)) for i, s in enumerate(sent)])
+    with SessionReader(settings.session_dir) as r:
+        chosen = r.recorded_neurons("pfc-0", "output")
+        tr = r.spikes("pfc-0", "output")
+        attrs = r.stream_attrs("pfc-0", "output")
+        meta = r.metadata()
+    assert chosen.size == 25 and attrs["subsample_rate"] == 0.25
+    expected = np.concatenate([s[np.isin(s, chosen)] for s in sent])
+    assert np.array_equal(tr.neuron_ids, expected)  # every spike of the chosen neurons
+    assert meta["subsample_seed"] == 9 and "blake2b" in meta["subsampling"]
+    st = rec.statistics.streams["pfc-0/spikes/output"]
+    assert st.spikes_received == sum(map(len, sent)) and st.spikes_written == expected.size
+    # deterministic: the same seed picks the same neurons in another session
+    again = make_settings(session="again", spike_subsample_rate=0.25, subsample_seed=9)
+    feed(again, [(KEY, spike_message(0, [0]))])
+    with SessionReader(again.session_dir) as r:
+        assert np.array_equal(r.recorded_neurons("pfc-0", "output"), chosen)
+
+
+def test_membrane_weights_and_control(make_settings: MakeSettings) -> None:
+    v = np.linspace(-70, -50, 20, dtype=np.float32)
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    msgs = [
+        (
+            "brain/n/membrane/l",
+            P.encode(
+                P.Kind.MEMBRANE,
+                incarnation=1,
+                seq=i,
+                step=i,
+                time_ms=i * 0.5,
+                dt_ms=0.5,
+                layer_size=20,
+                data=v + i,
+            ),
+        )
+        for i in range(5)
+    ]
+    msgs.append(
+        (
+            "brain/n/weights/w_a_b",
+            P.encode(
+                P.Kind.WEIGHTS,
+                incarnation=1,
+                seq=0,
+                step=0,
+                time_ms=0,
+                dt_ms=0.5,
+                layer_size=4,
+                data=w,
+            ),
+        )
+    )
+    state = P.ControlState(
+        node_id="n",
+        module_type="pfc",
+        status="Idle",
+        step_count=0,
+        step=0,
+        time_ms=0.0,
+        incarnation=1,
+        seq=0,
+        metadata={"pfc_entropy": 0.5},
+    )
+    msgs.append(("brain/n/control", P.encode_control(state)))
+    settings = make_settings(membrane_subsample_rate=0.5)
+    feed(settings, msgs)
+    with SessionReader(settings.session_dir) as r:
+        steps, data = r.membrane("n", "l")
+        chosen = r.recorded_neurons("n", "l", L.MEMBRANE)
+        assert steps.tolist() == [0, 1, 2, 3, 4] and data.shape == (5, 10)
+        assert np.array_equal(data[2], (v + 2)[chosen])
+        wsteps, wdata = r.weights("n", "w_a_b")
+        assert wsteps.tolist() == [0] and np.array_equal(wdata[0], w)
+        assert r.node_info("n")["module_type"] == "pfc"
+        (record,) = r.control_states()
+    assert record["metadata"] == {"pfc_entropy": 0.5} and record["status"] == "Idle"
+
+
+def test_restarted_recorder_appends_to_the_same_session(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    feed(settings, [(KEY, spike_message(i, [i])) for i in range(5)])
+    feed(settings, [(KEY, spike_message(i, [i], incarnation=2)) for i in range(3)])
+    with SessionReader(settings.session_dir) as r:
+        assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+        assert r.metadata()["recorder_runs"] == 2
+        stats = r.statistics()
+        assert stats["totals"]["written"] == 3
+        assert [run["totals"]["written"] for run in stats["previous_runs"]] == [5]
+        with h5py.File(settings.session_dir / L.DATA_FILE, "r", locking=False) as f:
+            assert f["spikes/pfc-0.output"].attrs["sorting"] == L.SORTING_ENUM["none"]
+
+
+def test_one_writer_per_session(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    first = Recorder(settings)
+    first.start()
+    try:
+        with pytest.raises(SessionBusyError):
+            Recorder(settings).start()
+    finally:
+        first.finish()
+    second = Recorder(settings)
+    second.start()  # free again once the first one finished
+    second.finish()
+
+
+def test_statistics_file_is_written_at_each_flush(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    recorder = Recorder(settings)
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=1.0)
+    pipe.handle(KEY, spike_message(0, [1, 2, 3]), time.time())
+    recorder.flush()
+    stats = json.loads((settings.session_dir / L.STATISTICS_FILE).read_text())
+    assert stats["totals"]["spikes_written"] == 3
+    with SessionReader(settings.session_dir) as r:  # readable while the writer is open
+        assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [1, 2, 3]
+    recorder.finish()
+    recorder.finish()  # idempotent
+
+
+def test_intake_overflow_is_counted_not_blocking(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    recorder = Recorder(settings)
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=0.05)
+    for i in range(150):
+        pipe.submit(KEY, spike_message(i, [1]))
+    pipe.stop()
+    pipe.run()
+    st = recorder.statistics
+    stream = st.streams["pfc-0/spikes/output"]
+    assert st.intake_dropped == 50 and (stream.written, stream.dropped) == (100, 50)
