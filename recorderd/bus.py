@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import zenoh
 
-from recorderd.protocol import CONTROL_WORD, Kind
+from recorderd.protocol import CONTROL_WORD, FLUSH_WORD, Kind
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,27 @@ class Bus:
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))
             log.info("subscribed to %s", key)
 
+    def serve_flush_barrier(self, prefix: str, answer: bytes) -> None:
+        """Answer nodes' flush-barrier queries (``<prefix>/*/flush``) with ``answer``.
+
+        Queries are answered from a thread of ours, not from Zenoh's callback thread.
+        A query arrives after the samples its node sent before it, so answering tells
+        the node that closing its session can no longer drop any of them.
+        """
+        if self._session is None:
+            raise RuntimeError("bus not open")
+        queryable = self._session.declare_queryable(f"{prefix}/*/{FLUSH_WORD}")
+        self._subscribers.append(queryable)
+
+        def serve() -> None:
+            for query in queryable.handler:  # ends when the queryable is undeclared
+                with query:
+                    query.reply(str(query.key_expr), answer)
+
+        threading.Thread(target=serve, name="recorderd-flush", daemon=True).start()
+
     def unsubscribe(self) -> None:
-        """Stop receiving samples."""
+        """Stop receiving samples and queries."""
         for sub in self._subscribers:
             sub.undeclare()
         self._subscribers.clear()

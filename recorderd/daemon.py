@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import signal
 import threading
@@ -98,6 +99,7 @@ class Daemon:
                 control=s.record_control,
             )
             self.bus.subscribe(keys, self.pipeline.submit)
+            self.bus.serve_flush_barrier(s.prefix, json.dumps({"session": s.session}).encode())
         except Exception as exc:
             log.error("cannot open the Zenoh session: %s", exc)
             self.pipeline.stop()

@@ -66,6 +66,7 @@ _DTYPES: dict[Kind, np.dtype[Any]] = {
     Kind.WEIGHTS: np.dtype("<f4"),
 }
 CONTROL_WORD = "control"
+FLUSH_WORD = "flush"
 
 
 class Reason(enum.StrEnum):
@@ -152,6 +153,15 @@ def control_key(prefix: str, node_id: str) -> str:
 def liveliness_key(prefix: str, node_id: str) -> str:
     """Liveliness token key a node holds while it runs, e.g. ``brain/pfc-0/alive``."""
     return f"{prefix}/{check_name(node_id, 'node id')}/alive"
+
+
+def flush_key(prefix: str, node_id: str) -> str:
+    """Key a node queries before it closes its session (flush barrier): ``brain/pfc-0/flush``.
+
+    A recorder answers only once the samples the node sent before the query have reached
+    it, so a node that waits for the replies loses nothing when it closes its session.
+    """
+    return f"{prefix}/{check_name(node_id, 'node id')}/{FLUSH_WORD}"
 
 
 def parse_key(key: str, prefix: str) -> StreamKey:

@@ -1,0 +1,180 @@
+"""The Zenoh session of a brain node: config, publishers with matching status, liveliness.
+
+This is the only module that imports zenoh; callers see ``BusError`` and plain types.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+DEFAULT_MODE = "peer"
+DEFAULT_CONNECT = ("tcp/127.0.0.1:7447",)
+MODES = ("peer", "client", "router")
+CONGESTION = {"block": zenoh.CongestionControl.BLOCK, "drop": zenoh.CongestionControl.DROP}
+
+
+class BusError(RuntimeError):
+    """Opening or using the Zenoh session failed."""
+
+
+class BusConfigError(ValueError):
+    """The Zenoh options or config file are invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusOptions:
+    """How to reach the bus. ``None`` means: the config file's value, else the default."""
+
+    mode: str | None = None
+    connect: tuple[str, ...] | None = None
+    listen: tuple[str, ...] | None = None
+    config_file: Path | None = None
+    congestion: str = "block"
+
+
+def build_config(opts: BusOptions) -> zenoh.Config:
+    """The Zenoh config for ``opts``: the file (if any), then the explicit flags on top."""
+    if opts.congestion not in CONGESTION:
+        raise BusConfigError(f"congestion must be one of {sorted(CONGESTION)}")
+    if opts.mode is not None and opts.mode not in MODES:
+        raise BusConfigError(f"mode must be one of {MODES}, got {opts.mode!r}")
+    try:
+        if opts.config_file is not None:
+            config = zenoh.Config.from_file(str(opts.config_file))
+            mode, connect, listen = opts.mode, opts.connect, opts.listen
+        else:
+            config = zenoh.Config()
+            # Zenoh's own default listens on every interface; a node should not unless asked.
+            mode = opts.mode or DEFAULT_MODE
+            connect = DEFAULT_CONNECT if opts.connect is None else opts.connect
+            listen = () if opts.listen is None else opts.listen
+        if mode is not None:
+            config.insert_json5("mode", json.dumps(mode))
+        if connect is not None:
+            config.insert_json5("connect/endpoints", json.dumps(list(connect)))
+        if listen is not None:
+            config.insert_json5("listen/endpoints", json.dumps(list(listen)))
+        # Multicast scouting would join whatever Zenoh network shares the LAN: always off,
+        # peers are reached through explicit endpoints.
+        config.insert_json5("scouting/multicast/enabled", "false")
+    except zenoh.ZError as exc:
+        raise BusConfigError(f"invalid zenoh configuration: {exc}") from None
+    return config
+
+
+def describe(config: zenoh.Config) -> dict[str, Any]:
+    """Mode, connect and listen endpoints of ``config``, for logging."""
+    return {
+        key: json.loads(config.get_json(path))
+        for key, path in (
+            ("mode", "mode"),
+            ("connect", "connect/endpoints"),
+            ("listen", "listen/endpoints"),
+        )
+    }
+
+
+class Publication:
+    """A publisher whose matching status is tracked by a listener that only sets a flag."""
+
+    def __init__(self, session: zenoh.Session, key: str, congestion: zenoh.CongestionControl):
+        self.key = key
+        self._publisher = session.declare_publisher(
+            key, congestion_control=congestion, reliability=zenoh.Reliability.RELIABLE
+        )
+        self._lock = threading.Lock()
+        self._heard = False
+        self._matched = False
+        self._listener = self._publisher.declare_matching_listener(self._on_matching)
+        # Read the current status after declaring the listener, but let a notification
+        # that already arrived win: it is at least as recent as this read.
+        status: object = self._publisher.matching_status
+        current = bool(getattr(status, "matching", status))
+        with self._lock:
+            if not self._heard:
+                self._matched = current
+
+    def _on_matching(self, status: zenoh.MatchingStatus) -> None:
+        # Runs on a zenoh thread: record the flag and return.
+        with self._lock:
+            self._heard = True
+            self._matched = status.matching
+
+    @property
+    def matched(self) -> bool:
+        """Whether some subscriber currently matches this key."""
+        return self._matched
+
+    def put(self, payload: bytes) -> None:
+        """Publish ``payload``; raise ``BusError`` if Zenoh refuses."""
+        try:
+            self._publisher.put(payload)
+        except zenoh.ZError as exc:
+            raise BusError(f"put on {self.key} failed: {exc}") from None
+
+    def undeclare(self) -> None:
+        """Undeclare the matching listener and the publisher."""
+        # zenoh's stubs leave these unannotated, hence the ignores.
+        self._listener.undeclare()  # type: ignore[no-untyped-call]
+        self._publisher.undeclare()  # type: ignore[no-untyped-call]
+
+
+class Bus:
+    """An open Zenoh session with the node's publishers and liveliness token."""
+
+    def __init__(self, opts: BusOptions) -> None:
+        self.config = build_config(opts)
+        self.endpoints = describe(self.config)
+        self._congestion = CONGESTION[opts.congestion]
+        try:
+            self._session = zenoh.open(self.config)
+        except zenoh.ZError as exc:
+            raise BusError(f"cannot open zenoh session: {exc}") from None
+        self._publications: list[Publication] = []
+        self._token: zenoh.LivelinessToken | None = None
+
+    def publication(self, key: str) -> Publication:
+        """Declare a reliable publisher on ``key``."""
+        try:
+            pub = Publication(self._session, key, self._congestion)
+        except zenoh.ZError as exc:
+            raise BusError(f"cannot declare publisher {key}: {exc}") from None
+        self._publications.append(pub)
+        return pub
+
+    def declare_token(self, key: str) -> None:
+        """Hold a liveliness token on ``key`` until ``close``."""
+        try:
+            self._token = self._session.liveliness().declare_token(key)
+        except zenoh.ZError as exc:
+            raise BusError(f"cannot declare liveliness token {key}: {exc}") from None
+
+    def flush_barrier(self, key: str, timeout_s: float) -> int:
+        """Query ``key`` and wait for the replies: how many recorders confirmed receipt.
+
+        Closing a session drops what is still queued for a slow subscriber; a recorder
+        answers this query only after the samples sent before it have reached it.
+        """
+        try:
+            replies = self._session.get(key, timeout=timeout_s)
+            return sum(1 for reply in replies if reply.ok is not None)
+        except zenoh.ZError as exc:
+            raise BusError(f"flush barrier on {key} failed: {exc}") from None
+
+    def close(self) -> None:
+        """Undeclare everything and close the session, which flushes pending puts."""
+        try:
+            if self._token is not None:
+                self._token.undeclare()  # type: ignore[no-untyped-call]
+                self._token = None
+            for pub in self._publications:
+                pub.undeclare()
+            self._publications.clear()
+        finally:
+            self._session.close()  # type: ignore[no-untyped-call]

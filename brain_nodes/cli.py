@@ -1,0 +1,149 @@
+"""Command line: ``brain-node --node-id pfc-0 --module-type pfc [...]``."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from brain_nodes.bus import BusConfigError, BusError, BusOptions
+from brain_nodes.modules import SPECS, ModuleType, resolve_layer_sizes
+from brain_nodes.node import NodeOptions, run_node
+from recorderd.protocol import DEFAULT_PREFIX, check_name, check_prefix
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class Mode(enum.StrEnum):
+    """Zenoh session modes."""
+
+    PEER = "peer"
+    CLIENT = "client"
+    ROUTER = "router"
+
+
+class Congestion(enum.StrEnum):
+    """What a publisher does when the transmission queue is full."""
+
+    BLOCK = "block"
+    DROP = "drop"
+
+
+def _node_id(value: str) -> str:
+    try:
+        return check_name(value, "node id")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _prefix(value: str) -> str:
+    try:
+        return check_prefix(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _dt(value: float) -> float:
+    if not (math.isfinite(value) and value > 0.0):
+        raise typer.BadParameter(f"must be a positive number of ms, got {value}")
+    return value
+
+
+@app.command()
+def run(
+    node_id: Annotated[
+        str, typer.Option(callback=_node_id, help="Node id: letters, digits, '_' and '-'.")
+    ],
+    module_type: Annotated[ModuleType, typer.Option(help="Module type to simulate.")],
+    steps: Annotated[int, typer.Option(min=0, help="Steps to run; 0 = until SIGINT/SIGTERM.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Simulation seed.")] = 0,
+    dt: Annotated[float, typer.Option(callback=_dt, help="Step length (ms).")] = 1.0,
+    layer_sizes: Annotated[
+        str | None,
+        typer.Option(help="Comma list of neurons per layer, input first."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.0, help="1.0 = real time, 2.0 = twice as fast, 0 = no pacing.")
+    ] = 1.0,
+    prefix: Annotated[str, typer.Option(callback=_prefix, help="Key prefix.")] = DEFAULT_PREFIX,
+    control_interval: Annotated[
+        int, typer.Option(min=1, help="Publish the control state at least every N steps.")
+    ] = 100,
+    weight_interval: Annotated[
+        int, typer.Option(min=1, help="Weight snapshot every N steps (when subscribed).")
+    ] = 1000,
+    wait_subscribers: Annotated[
+        float,
+        typer.Option(min=0.0, help="Wait up to SECONDS for spike subscribers before step 0."),
+    ] = 0.0,
+    summary_json: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Write a run summary here at exit.")
+    ] = None,
+    flush_timeout: Annotated[
+        float,
+        typer.Option(min=0.0, help="At exit, wait up to SECONDS for recorders to confirm receipt."),
+    ] = 10.0,
+    congestion: Annotated[
+        Congestion, typer.Option(help="Congestion control of the publishers.")
+    ] = Congestion.BLOCK,
+    mode: Annotated[Mode | None, typer.Option(help="Zenoh mode (default: peer).")] = None,
+    connect: Annotated[
+        list[str] | None,
+        typer.Option(help="Endpoint to connect to (repeatable; default tcp/127.0.0.1:7447)."),
+    ] = None,
+    listen: Annotated[
+        list[str] | None, typer.Option(help="Endpoint to listen on (repeatable; default none).")
+    ] = None,
+    zenoh_config: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Zenoh config file; flags override it."),
+    ] = None,
+) -> None:
+    """Simulate one brain module and publish its spikes, membranes, weights and control state."""
+    sizes: tuple[int, ...] | None = None
+    if layer_sizes is not None:
+        try:
+            parsed = [int(part) for part in layer_sizes.split(",")]
+            sizes = resolve_layer_sizes(SPECS[module_type], parsed)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--layer-sizes'") from None
+    opts = NodeOptions(
+        node_id=node_id,
+        module_type=module_type.value,
+        steps=steps,
+        seed=seed,
+        dt_ms=dt,
+        layer_sizes=sizes,
+        speed=speed,
+        prefix=prefix,
+        control_interval=control_interval,
+        weight_interval=weight_interval,
+        wait_subscribers_s=wait_subscribers,
+        summary_json=summary_json,
+        flush_timeout_s=flush_timeout,
+        bus=BusOptions(
+            mode=None if mode is None else mode.value,
+            connect=None if connect is None else tuple(connect),
+            listen=None if listen is None else tuple(listen),
+            config_file=zenoh_config,
+            congestion=congestion.value,
+        ),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        run_node(opts)
+    except BusConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except BusError as exc:
+        logging.getLogger("brain_nodes").error("%s", exc)
+        raise typer.Exit(1) from None
+
+
+def main() -> None:
+    """Entry point of the ``brain-node`` console script."""
+    app(prog_name="brain-node")

@@ -1,0 +1,63 @@
+"""Helpers to run the CLIs as real subprocesses on loopback, with bounded waits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from recorderd import layout as L
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def recorderd(
+    tmp_path: Path, *args: str, name: str = "recorderd"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails."""
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "recorderd", *args], stderr=fh)
+    try:
+        wait_for(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, 30, "ready")
+        if proc.poll() is not None:
+            raise AssertionError(f"recorderd exited {proc.returncode}:\n{log.read_text()}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 60) -> int:
+    """Send ``sig`` and return the exit code."""
+    proc.send_signal(sig)
+    return proc.wait(timeout=timeout)
+
+
+def brain_node(*args: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m brain_nodes ARGS``."""
+    return subprocess.Popen([sys.executable, "-m", "brain_nodes", *args])
+
+
+def statistics(session_dir: Path) -> dict[str, Any]:
+    """The session's ``recording_statistics.json`` (empty before the first flush)."""
+    path = session_dir / L.STATISTICS_FILE
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
