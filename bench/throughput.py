@@ -59,7 +59,6 @@ def zconfig(listen: list[str], connect: list[str]) -> zenoh.Config:
 def publish(endpoint: str, index: int, messages: int) -> None:
     """Publisher process body: wait for a subscriber, then put ``messages`` spike messages."""
     rng = np.random.default_rng(index)
-    pool = [np.flatnonzero(rng.random(LAYER) < RATE).astype(np.uint32) for _ in range(256)]
     inc = int.from_bytes(os.urandom(8), "little")
     with zenoh.open(zconfig([], [endpoint])) as session:
         key = P.data_key("brain", f"bench-{index}", P.Kind.SPIKES, "layer")
@@ -80,11 +79,12 @@ def publish(endpoint: str, index: int, messages: int) -> None:
                 time_ms=float(i),
                 dt_ms=1.0,
                 layer_size=LAYER,
-                data=pool[i % len(pool)],
+                data=np.flatnonzero(rng.random(LAYER) < RATE),
             )
             for i in range(messages)
         ]
-        print("go", flush=True)
+        print("ready", flush=True)
+        sys.stdin.readline()  # all publishers start together, when the clock starts
         for payload in payloads:
             pub.put(payload)
         # Flush barrier (docs/wire-protocol.md): closing drops what a slow sink has not taken.
@@ -288,14 +288,19 @@ def run_sink(name: str, publishers: int, messages: int, timeout: float) -> dict[
                         "--messages",
                         str(messages),
                     ],
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
                 )
                 for i in range(publishers)
             ]
-            for p in procs:  # all publishers matched and encoded: start the clock
-                assert p.stdout is not None and p.stdout.readline().strip() == "go"
+            for p in procs:  # wait until all publishers are matched and have encoded
+                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
             t0 = time.perf_counter()
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write("go\n")
+                p.stdin.flush()
             finished = sink.done.wait(timeout)
             elapsed = time.perf_counter() - t0
             for p in procs:
