@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ import typer
 from brain_nodes.bus import BusConfigError, BusError, BusOptions
 from brain_nodes.modules import SPECS, ModuleType, resolve_layer_sizes
 from brain_nodes.node import NodeOptions, run_node
+from brain_nodes.recording import RecordingOptions
 from recorderd.protocol import DEFAULT_PREFIX, check_name, check_prefix
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -43,6 +45,13 @@ def _node_id(value: str) -> str:
 def _prefix(value: str) -> str:
     try:
         return check_prefix(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _session(value: str | None) -> str | None:
+    try:
+        return None if value is None else check_name(value, "session name")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -102,6 +111,20 @@ def run(
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="Zenoh config file; flags override it."),
     ] = None,
+    enable_recording: Annotated[
+        bool, typer.Option(help="Record this node's session with a recorderd child process.")
+    ] = False,
+    record_spikes: Annotated[bool, typer.Option(help="With --enable-recording.")] = True,
+    record_membrane: Annotated[bool, typer.Option(help="With --enable-recording.")] = False,
+    record_weights: Annotated[bool, typer.Option(help="With --enable-recording.")] = False,
+    record_control: Annotated[bool, typer.Option(help="With --enable-recording.")] = True,
+    recording_dir: Annotated[
+        Path, typer.Option(file_okay=False, help="With --enable-recording.")
+    ] = Path("./sim_recordings"),
+    session_name: Annotated[
+        str | None,
+        typer.Option(callback=_session, help="With --enable-recording [sim_<time>]."),
+    ] = None,
 ) -> None:
     """Simulate one brain module and publish its spikes, membranes, weights and control state."""
     sizes: tuple[int, ...] | None = None
@@ -111,6 +134,19 @@ def run(
             sizes = resolve_layer_sizes(SPECS[module_type], parsed)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--layer-sizes'") from None
+    recording = None
+    if enable_recording:
+        recording = RecordingOptions(
+            session_name=session_name or time.strftime("sim_%Y%m%d_%H%M%S"),
+            recording_dir=recording_dir,
+            record_spikes=record_spikes,
+            record_membrane=record_membrane,
+            record_weights=record_weights,
+            record_control=record_control,
+        )
+        # Give the recorder (ours, or the one already recording the session) time to
+        # subscribe, so that step 0 is recorded.
+        wait_subscribers = wait_subscribers or 20.0
     opts = NodeOptions(
         node_id=node_id,
         module_type=module_type.value,
@@ -125,6 +161,7 @@ def run(
         wait_subscribers_s=wait_subscribers,
         summary_json=summary_json,
         flush_timeout_s=flush_timeout,
+        recording=recording,
         bus=BusOptions(
             mode=None if mode is None else mode.value,
             connect=None if connect is None else tuple(connect),

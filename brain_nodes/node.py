@@ -10,8 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brain_nodes.bus import Bus, BusOptions, Publication
+from brain_nodes.bus import DEFAULT_CONNECT, Bus, BusOptions, Publication
 from brain_nodes.modules import BrainModule, ControlSnapshot
+from brain_nodes.recording import (
+    IDLE_STOP_S,
+    RecorderProcess,
+    RecordingOptions,
+    recorder_command,
+)
 from brain_nodes.runtime import Pacer, StopFlag, new_incarnation, stop_on_signals
 from recorderd.protocol import (
     DEFAULT_PREFIX,
@@ -49,6 +55,7 @@ class NodeOptions:
     wait_subscribers_s: float = 0.0
     summary_json: Path | None = None
     flush_timeout_s: float = 10.0
+    recording: RecordingOptions | None = None
     bus: BusOptions = field(default_factory=BusOptions)
 
 
@@ -231,6 +238,13 @@ def run_node(opts: NodeOptions, stop: StopFlag | None = None) -> dict[str, Any]:
     """Run a node until ``opts.steps`` or a stop request / SIGINT / SIGTERM; return its summary."""
     stop = stop or StopFlag()
     node = Node(opts, stop)
+    recorder = None
+    if opts.recording is not None:
+        listen = opts.bus.connect[0] if opts.bus.connect else DEFAULT_CONNECT[0]
+        recorder = RecorderProcess(
+            recorder_command(opts.recording, listen=listen, prefix=opts.prefix)
+        )
+        recorder.start()
     with stop_on_signals(stop):
         bus = Bus(opts.bus)
         names, sizes = node.module.layer_names, node.module.layer_sizes
@@ -248,7 +262,14 @@ def run_node(opts: NodeOptions, stop: StopFlag | None = None) -> dict[str, Any]:
             streams = node.run(bus)
         finally:
             bus.close()
+    if recorder is not None:
+        log.info(
+            "recorder child %s records or stands by until no node is alive for %.0f s",
+            recorder.pid,
+            IDLE_STOP_S,
+        )
     summary = node.summary(streams)
+    summary["recorder_pid"] = recorder.pid if recorder is not None else None
     if opts.summary_json is not None:
         write_json(opts.summary_json, summary)
     log.info(

@@ -11,7 +11,7 @@ from typing import Any
 
 import zenoh
 
-from recorderd.protocol import CONTROL_WORD, FLUSH_WORD, Kind
+from recorderd.protocol import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,20 @@ class Bus:
                     query.reply(str(query.key_expr), answer)
 
         threading.Thread(target=serve, name="recorderd-flush", daemon=True).start()
+
+    def watch_nodes(self, prefix: str, on_change: Callable[[str, bool], None]) -> None:
+        """Call ``on_change(node_id, alive)`` as nodes' liveliness tokens come and go."""
+        if self._session is None:
+            raise RuntimeError("bus not open")
+
+        def on_token(sample: zenoh.Sample) -> None:
+            parts = str(sample.key_expr).split("/")
+            on_change(parts[-2], sample.kind == zenoh.SampleKind.PUT)
+
+        sub = self._session.liveliness().declare_subscriber(
+            f"{prefix}/*/{ALIVE_WORD}", on_token, history=True
+        )
+        self._subscribers.append(sub)
 
     def unsubscribe(self) -> None:
         """Stop receiving samples and queries."""

@@ -83,6 +83,18 @@ def record(
     config: Annotated[
         Path | None, typer.Option("--config", help="Recorder settings file (TOML)")
     ] = None,
+    wait_for_lock: Annotated[
+        bool | None,
+        typer.Option("--wait-for-lock", help="If another process records the session, stand by"),
+    ] = None,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(help="With --wait-for-lock: stop standing by once this parent process exits"),
+    ] = None,
+    stop_when_idle: Annotated[
+        float | None,
+        typer.Option(help="Stop once no brain node has been alive for this many seconds"),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO]")
     ] = None,
@@ -111,6 +123,9 @@ def record(
             listen=listen or None,
             zenoh_config=zenoh_config,
             log_level=log_level.upper() if log_level else None,
+            wait_for_lock=wait_for_lock,
+            stop_when_idle=stop_when_idle,
+            parent_pid=parent_pid,
         )
     except SettingsError as exc:
         typer.echo(f"recorderd: {exc}", err=True)

@@ -6,6 +6,7 @@ import asyncio
 import enum
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between the one-line progress reports in the log.
 REPORT_PERIOD_S = 30.0
+#: Seconds between checks of the stop conditions (max duration, idle).
+MAIN_LOOP_TICK_S = 0.1
 
 
 class ExitCode(enum.IntEnum):
@@ -53,6 +56,9 @@ class Daemon:
         )
         self._stop = asyncio.Event()
         self._signals = 0
+        self._announced_standby = False
+        self._alive: set[str] = set()
+        self._idle_since = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def request_stop(self, reason: str = "requested") -> None:
@@ -71,9 +77,24 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         s = self.settings
+        keep_waiting = None
+        if s.wait_for_lock:
+
+            def keep_waiting() -> bool:
+                if not self._announced_standby:
+                    self._announced_standby = True
+                    log.info("session %s is recorded by another process: standing by", s.session)
+                if s.parent_pid is not None and os.getppid() != s.parent_pid:
+                    log.info("parent process %d has exited: no longer standing by", s.parent_pid)
+                    self._stop.set()
+                return not self._stop.is_set()
+
         try:
-            await asyncio.to_thread(self.recorder.start)
+            await asyncio.to_thread(self.recorder.start, keep_waiting)
         except SessionBusyError as exc:
+            if self._stop.is_set():
+                log.info("stopped while standing by")
+                return ExitCode.OK
             log.error("%s", exc)
             return ExitCode.BUSY
         except (OSError, WriterError) as exc:
@@ -100,6 +121,12 @@ class Daemon:
             )
             self.bus.subscribe(keys, self.pipeline.submit)
             self.bus.serve_flush_barrier(s.prefix, json.dumps({"session": s.session}).encode())
+            if s.stop_when_idle is not None:
+
+                def presence(node_id: str, alive: bool) -> None:
+                    loop.call_soon_threadsafe(self._presence, node_id, alive)
+
+                self.bus.watch_nodes(s.prefix, presence)
         except Exception as exc:
             log.error("cannot open the Zenoh session: %s", exc)
             self.pipeline.stop()
@@ -117,14 +144,31 @@ class Daemon:
         await self._main_loop(worker_done)
         return await self._shutdown(worker_done)
 
+    def _presence(self, node_id: str, alive: bool) -> None:
+        if alive:
+            self._alive.add(node_id)
+        else:
+            self._alive.discard(node_id)
+            if not self._alive:
+                self._idle_since = time.monotonic()
+
     async def _main_loop(self, worker_done: asyncio.Future[None]) -> None:
+        s = self.settings
+        started = self._idle_since = time.monotonic()
         stop = asyncio.ensure_future(self._stop.wait())
         waiters: set[asyncio.Future[object]] = {stop, worker_done}  # type: ignore[arg-type]
-        done, _ = await asyncio.wait(
-            waiters, timeout=self.settings.max_duration, return_when=asyncio.FIRST_COMPLETED
-        )
-        if not done:
-            log.info("max duration of %.1f s reached", self.settings.max_duration)
+        while not (stop.done() or worker_done.done()):
+            now = time.monotonic()
+            if s.max_duration is not None and now - started >= s.max_duration:
+                log.info("max duration of %.1f s reached", s.max_duration)
+                break
+            idle = now - self._idle_since if not self._alive else 0.0
+            if s.stop_when_idle is not None and idle >= s.stop_when_idle:
+                log.info("no node alive for %.1f s: stopping", s.stop_when_idle)
+                break
+            await asyncio.wait(
+                waiters, timeout=MAIN_LOOP_TICK_S, return_when=asyncio.FIRST_COMPLETED
+            )
         stop.cancel()
 
     async def _shutdown(self, worker_done: asyncio.Future[None]) -> ExitCode:

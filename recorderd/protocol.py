@@ -67,6 +67,7 @@ _DTYPES: dict[Kind, np.dtype[Any]] = {
 }
 CONTROL_WORD = "control"
 FLUSH_WORD = "flush"
+ALIVE_WORD = "alive"
 
 
 class Reason(enum.StrEnum):
@@ -152,7 +153,7 @@ def control_key(prefix: str, node_id: str) -> str:
 
 def liveliness_key(prefix: str, node_id: str) -> str:
     """Liveliness token key a node holds while it runs, e.g. ``brain/pfc-0/alive``."""
-    return f"{prefix}/{check_name(node_id, 'node id')}/alive"
+    return f"{prefix}/{check_name(node_id, 'node id')}/{ALIVE_WORD}"
 
 
 def flush_key(prefix: str, node_id: str) -> str:

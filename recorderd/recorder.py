@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,9 +73,9 @@ class Recorder:
         self._last_file_stats = 0.0
         self.started_at = dt.datetime.now(dt.UTC)
 
-    def start(self) -> None:
+    def start(self, keep_waiting: Callable[[], bool] | None = None) -> None:
         """Open the session (see :meth:`SessionWriter.start`)."""
-        self.writer.start()
+        self.writer.start(keep_waiting)
 
     # -- input -----------------------------------------------------------------------
 
@@ -229,6 +230,10 @@ class Recorder:
             self.reject(Reason.SHAPE_CHANGED, str(exc), key)
             return None
         stream = _Stream(key, h.kind, node_id, name, self.statistics.stream(key), shape, handle)
+        if handle.last_frame is not None:
+            # An earlier run recorded this stream: messages lost in between are gaps too.
+            stream.incarnation, last_seq = handle.last_frame
+            stream.next_seq = last_seq + 1
         if h.kind is not Kind.WEIGHTS and handle.recorded_neurons.size < h.layer_size:
             mask = np.zeros(h.layer_size, dtype=bool)
             mask[handle.recorded_neurons] = True

@@ -45,6 +45,9 @@ class RecorderSettings(BaseSettings):
     compression_level: int = Field(default=4, ge=0, le=9)
     flush_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds")
     intake_capacity: int = Field(default=200_000, ge=100, description="messages")
+    wait_for_lock: bool = False  # stand by while another process records the session
+    parent_pid: int | None = Field(default=None, gt=0)  # standby ends when this parent exits
+    stop_when_idle: float | None = Field(default=None, gt=0, description="seconds without a node")
     drain_timeout: float = Field(default=30.0, gt=0, description="seconds")
     prefix: str = DEFAULT_PREFIX
     mode: Literal["peer", "client", "router"] = "peer"

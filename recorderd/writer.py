@@ -12,6 +12,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from recorderd import layout as L
 from recorderd.protocol import Kind
 
 Compression = Literal["gzip", "lzf", "none"]
+
+#: How often a writer waiting for a busy session retries its lock.
+LOCK_POLL_S = 0.2
 
 
 class WriterError(Exception):
@@ -66,6 +70,8 @@ class StreamHandle:
     recorded_neurons: npt.NDArray[np.uint32]
     shape: tuple[int, ...]  # (layer_size,) or (rows, cols) for weights
     last_time: float  # for the SONATA "sorting" attribute of spike populations
+    #: (incarnation, seq) of the stream's last recorded message, from an earlier run.
+    last_frame: tuple[int, int] | None = None
 
 
 def _utc_now() -> str:
@@ -116,10 +122,17 @@ class SessionWriter:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Create or reopen the session folder and files; take the session lock."""
+    def start(self, keep_waiting: Callable[[], bool] | None = None) -> None:
+        """Create or reopen the session folder and files; take the session lock.
+
+        If another process holds the lock, raise :class:`SessionBusyError`, or, with
+        ``keep_waiting``, poll for the lock for as long as ``keep_waiting()`` is true.
+        """
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        while not self._lock():
+            if keep_waiting is None or not keep_waiting():
+                raise SessionBusyError(self.session_dir)
+            time.sleep(LOCK_POLL_S)
         try:
             self._open()
         except BaseException:
@@ -236,7 +249,10 @@ class SessionWriter:
             last_time = -np.inf
             if kind is Kind.SPIKES and group[L.TIMESTAMPS].shape[0]:
                 last_time = float(group[L.TIMESTAMPS][-1])
-            return StreamHandle(kind, group, recorded, shape, last_time)
+            last_frame = None
+            if group[L.FRAME_SEQ].shape[0]:
+                last_frame = (int(group[L.FRAME_INCARNATION][-1]), int(group[L.FRAME_SEQ][-1]))
+            return StreamHandle(kind, group, recorded, shape, last_time, last_frame)
         recorded = select() if kind is not Kind.WEIGHTS else np.zeros(0, np.uint32)
         group = parent.create_group(pop)
         group.attrs[L.ATTR_NODE_ID] = node_id
@@ -382,16 +398,17 @@ class SessionWriter:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
-    def _lock(self) -> None:
+    def _lock(self) -> bool:
         fd = os.open(self.session_dir / L.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SessionBusyError(self.session_dir) from None
+            return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        return True
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

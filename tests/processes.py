@@ -61,3 +61,12 @@ def statistics(session_dir: Path) -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def process_ended(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie left for another parent to reap counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

@@ -194,6 +194,17 @@ def test_membrane_weights_and_control(make_settings: MakeSettings) -> None:
     assert record["metadata"] == {"pfc_entropy": 0.5} and record["status"] == "Idle"
 
 
+def test_gap_between_recorder_runs_is_counted(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    feed(settings, [(KEY, spike_message(i, [i])) for i in range(5)])
+    rec = feed(settings, [(KEY, spike_message(i, [i])) for i in range(8, 10)])  # 5, 6, 7 lost
+    st = rec.statistics.streams["pfc-0/spikes/output"]
+    assert (st.received, st.missing, st.duplicates) == (2, 3, 0)
+    rec = feed(settings, [(KEY, spike_message(i, [i])) for i in range(9, 11)])  # 9 again
+    st = rec.statistics.streams["pfc-0/spikes/output"]
+    assert (st.received, st.missing, st.duplicates) == (1, 0, 1)
+
+
 def test_restarted_recorder_appends_to_the_same_session(make_settings: MakeSettings) -> None:
     settings = make_settings()
     feed(settings, [(KEY, spike_message(i, [i])) for i in range(5)])
