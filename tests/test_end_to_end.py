@@ -163,3 +163,63 @@ def test_bad_settings_exit_2_with_the_field_named(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "session" in out.stderr and "invalid session name" in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_late_and_restarted_nodes_lose_nothing_after_they_appear(tmp_path: Path) -> None:
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    session = tmp_path / "s"
+    args = [
+        "--session",
+        "s",
+        "--recording-dir",
+        str(tmp_path),
+        "--listen",
+        endpoint,
+        "--flush-interval",
+        "0.2",
+    ]
+    node_args = [
+        "--module-type",
+        "visual",
+        "--steps",
+        "300",
+        "--speed",
+        "0",
+        "--connect",
+        endpoint,
+        "--wait-subscribers",
+        "20",
+    ]
+    with recorderd(tmp_path, *args) as rec:
+        for run in (1, 2):  # the same node id twice: a restart, seen as a new incarnation
+            node = brain_node("--node-id", "visual-0", "--seed", str(run), *node_args)
+            assert node.wait(timeout=60) == 0
+        late = brain_node("--node-id", "late-0", "--seed", "3", *node_args)
+        assert late.wait(timeout=60) == 0
+        wait_for(
+            lambda: (
+                statistics(session).get("totals", {}).get("written")
+                == 3 * (3 * 300)
+                + sum(
+                    s["written"]
+                    for k, s in statistics(session)["streams"].items()
+                    if k.endswith("control")
+                )
+            ),
+            30,
+            "all messages written",
+        )
+        assert stop(rec) == 0
+    stats = statistics(session)
+    st = stats["streams"]["visual-0/spikes/v1"]
+    assert (st["received"], st["restarts"], st["missing"], st["duplicates"]) == (600, 1, 0, 0)
+    with SessionReader(session) as r:
+        assert r.nodes() == ["late-0", "visual-0"]
+        frames = r.frames("visual-0", "v1")
+        assert len(set(frames.incarnation.tolist())) == 2
+        assert frames.seq.tolist() == list(range(300)) * 2
+        first, second = simulate("visual", 300, seed=1), simulate("visual", 300, seed=2)
+        expected = np.concatenate(first["v1"] + second["v1"])
+        assert np.array_equal(r.spikes("visual-0", "v1").neuron_ids, expected)
+        assert len(r.node_info("visual-0")["incarnations"]) == 2
+        assert r.frames("late-0", "output").seq.tolist() == list(range(300))
