@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from recorderd import layout as L
 
 
 @pytest.fixture(autouse=True)
-def in_tmp(tmp_path: Path) -> None:
-    os.chdir(tmp_path)  # the guide's snippets use relative paths
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the guide's snippets use relative paths
 
 
 def run_module(recorder: SimulationRecorder, node_id: str, module: str, steps: int) -> int:
