@@ -12,6 +12,7 @@ import threading
 import time
 
 from recorderd.bus import Bus, make_config, subscription_keys
+from recorderd.notify import Notifier
 from recorderd.pipeline import Pipeline
 from recorderd.recorder import Recorder
 from recorderd.settings import RecorderSettings
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 REPORT_PERIOD_S = 30.0
 #: Seconds between checks of the stop conditions (max duration, idle).
 MAIN_LOOP_TICK_S = 0.1
+#: Seconds between STATUS updates to systemd (more often if the watchdog needs it).
+HEARTBEAT_S = 5.0
 
 
 class ExitCode(enum.IntEnum):
@@ -55,6 +58,7 @@ class Daemon:
             )
         )
         self._stop = asyncio.Event()
+        self.notifier = Notifier()
         self._signals = 0
         self._announced_standby = False
         self._alive: set[str] = set()
@@ -139,8 +143,9 @@ class Daemon:
             s.listen,
             s.connect,
         )
-        reporter = asyncio.create_task(self._report())
-        self._tasks.add(reporter)
+        self.notifier.ready(self.status_line())
+        for job in (self._report(), self._heartbeat()):
+            self._tasks.add(asyncio.create_task(job))
         await self._main_loop(worker_done)
         return await self._shutdown(worker_done)
 
@@ -172,6 +177,7 @@ class Daemon:
         stop.cancel()
 
     async def _shutdown(self, worker_done: asyncio.Future[None]) -> ExitCode:
+        self.notifier.stopping(f"stopping: writing what was received; {self.status_line()}")
         for task in self._tasks:
             task.cancel()
         await asyncio.to_thread(self.bus.close)  # no new samples after this
@@ -199,6 +205,36 @@ class Daemon:
             totals["dropped"] + totals["intake_dropped"],
         )
         return ExitCode.OK
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS and the log."""
+        t = self.recorder.statistics.totals()
+        return (
+            f"recording {self.settings.session}: {t['spikes_written']} spikes, {t['written']} "
+            f"messages in {len(self.recorder.statistics.streams)} streams; {t['rejected']} "
+            f"rejected, {t['missing']} missing, {t['intake_dropped']} dropped"
+        )
+
+    def healthy(self) -> bool:
+        """Whether the writer thread is alive and flushing on time (gates watchdog pings)."""
+        late = time.monotonic() - self.pipeline.last_flush
+        return self.pipeline.error is None and late < max(5.0, 3 * self.settings.flush_interval)
+
+    async def _heartbeat(self) -> None:
+        if not self.notifier.enabled:
+            return
+        period = HEARTBEAT_S
+        if self.notifier.watchdog_s is not None:
+            period = min(period, self.notifier.watchdog_s / 2)
+        while True:
+            await asyncio.sleep(period)
+            healthy = self.healthy()
+            if not healthy:
+                log.error(
+                    "writer has not flushed for %.0f s: withholding the watchdog ping",
+                    time.monotonic() - self.pipeline.last_flush,
+                )
+            self.notifier.status(self.status_line(), watchdog=healthy)
 
     async def _report(self) -> None:
         started = time.monotonic()

@@ -46,6 +46,8 @@ class Pipeline:
         self.intake_dropped = 0
         self._dropped_keys: collections.Counter[str] = collections.Counter()
         self.intake_high_water = 0
+        #: time.monotonic() of the last completed flush: the writer's heartbeat.
+        self.last_flush = time.monotonic()
 
     # -- called from other threads ---------------------------------------------------
 
@@ -107,6 +109,7 @@ class Pipeline:
     def _flush(self) -> None:
         self._sync_counters()
         self.recorder.flush()
+        self.last_flush = time.monotonic()
 
     def _sync_counters(self) -> None:
         stats = self.recorder.statistics
