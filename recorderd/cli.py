@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -83,6 +84,9 @@ def record(
     config: Annotated[
         Path | None, typer.Option("--config", help="Recorder settings file (TOML)")
     ] = None,
+    min_free_disk_mb: Annotated[
+        float | None, typer.Option(help="Stop cleanly when less is free on the disk, MB [100]")
+    ] = None,
     wait_for_lock: Annotated[
         bool | None,
         typer.Option("--wait-for-lock", help="If another process records the session, stand by"),
@@ -124,6 +128,7 @@ def record(
             zenoh_config=zenoh_config,
             log_level=log_level.upper() if log_level else None,
             wait_for_lock=wait_for_lock,
+            min_free_disk_mb=min_free_disk_mb,
             stop_when_idle=stop_when_idle,
             parent_pid=parent_pid,
         )
@@ -131,7 +136,14 @@ def record(
         typer.echo(f"recorderd: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     _configure_logging(settings.log_level)
-    code = run(Daemon(settings).serve())
+    daemon = Daemon(settings)
+    code = run(daemon.serve())
+    if daemon.pipeline.error is not None:
+        # The HDF5 file was abandoned after an I/O error: exiting normally would run
+        # h5py's destructors, which write to it (and can crash the interpreter).
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(int(code))
     raise typer.Exit(int(code))
 
 

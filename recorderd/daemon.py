@@ -35,6 +35,7 @@ class ExitCode(enum.IntEnum):
     FAILURE = 1  # recording failed (disk full, I/O error, drain timeout)
     USAGE = 2  # invalid settings or flags
     BUSY = 3  # another process already writes this session
+    DISK_LOW = 4  # stopped cleanly because free disk space fell below min_free_disk_mb
 
 
 class Daemon:
@@ -48,6 +49,7 @@ class Daemon:
             prefix=settings.prefix,
             capacity=settings.intake_capacity,
             flush_interval=settings.flush_interval,
+            min_free_disk_mb=settings.min_free_disk_mb,
         )
         self.bus = Bus(
             make_config(
@@ -193,6 +195,8 @@ class Daemon:
         if self.pipeline.error is not None:
             log.error("recording failed: %s", self.pipeline.error)
             return ExitCode.FAILURE
+        if self.pipeline.stop_reason == "disk_low":
+            return ExitCode.DISK_LOW
         totals = self.recorder.statistics.totals()
         log.info(
             "session %s closed: %d spikes in %d messages written, %d rejected, %d missing, "

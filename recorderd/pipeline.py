@@ -9,7 +9,9 @@ every ``flush_interval`` seconds. Nothing else touches the session files.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
+import shutil
 import threading
 import time
 
@@ -34,11 +36,15 @@ class Pipeline:
         prefix: str,
         capacity: int,
         flush_interval: float,
+        min_free_disk_mb: float = 0.0,
     ) -> None:
         self.recorder = recorder
         self._prefix = prefix
         self._capacity = capacity
         self._flush_interval = flush_interval
+        self._min_free_bytes = int(min_free_disk_mb * 1e6)
+        #: Why the pipeline stopped by itself ("disk_low"), None if asked to stop.
+        self.stop_reason: str | None = None
         self._intake: collections.deque[tuple[str, bytes, float]] = collections.deque()
         self._keys: dict[str, StreamKey] = {}
         self._stopping = threading.Event()
@@ -90,21 +96,54 @@ class Pipeline:
                 if now - last_flush >= self._flush_interval:
                     self._flush()
                     last_flush = now
+                    if self._disk_low():
+                        self._intake.clear()
+                        break
                 if stopping and not self._intake:
                     break
                 if not handled:
                     time.sleep(IDLE_SLEEP_S)
         except BaseException as exc:  # the daemon reports it and exits non-zero
             self.error = exc
-            log.error("writer thread failed: %s", exc)
+            self._intake.clear()
+            where = self.recorder.settings.session_dir
+            if isinstance(exc, OSError):
+                # After a failed write HDF5's in-memory state no longer matches the file:
+                # writing more (even to close) could damage what the last flush made
+                # durable. Leave the file as a crash would; readers open it as it is.
+                what = "disk full" if exc.errno == errno.ENOSPC else f"I/O error ({exc})"
+                log.error(
+                    "%s while writing %s: recording stopped; the session is readable "
+                    "up to the last flush",
+                    what,
+                    where,
+                )
+                recorder.writer.abandon()
+                return
+            log.error("writer thread failed: %r", exc)
             try:
-                self._intake.clear()
                 recorder.finish()
             except BaseException as close_exc:
                 log.error("could not close the session cleanly: %s", close_exc)
             return
         self._sync_counters()
         recorder.finish()
+
+    def _disk_low(self) -> bool:
+        if not self._min_free_bytes:
+            return False
+        free = shutil.disk_usage(self.recorder.settings.session_dir).free
+        if free >= self._min_free_bytes:
+            return False
+        self.stop_reason = "disk_low"
+        log.error(
+            "only %.1f MB free on the disk of %s, below min_free_disk_mb=%.1f: stopping the "
+            "recording; the session is complete up to here and will be closed",
+            free / 1e6,
+            self.recorder.settings.session_dir,
+            self._min_free_bytes / 1e6,
+        )
+        return True
 
     def _flush(self) -> None:
         self._sync_counters()

@@ -45,6 +45,7 @@ class RecorderSettings(BaseSettings):
     compression_level: int = Field(default=4, ge=0, le=9)
     flush_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds")
     intake_capacity: int = Field(default=200_000, ge=100, description="messages")
+    min_free_disk_mb: float = Field(default=100.0, ge=0, description="stop below this; 0 = off")
     wait_for_lock: bool = False  # stand by while another process records the session
     parent_pid: int | None = Field(default=None, gt=0)  # standby ends when this parent exits
     stop_when_idle: float | None = Field(default=None, gt=0, description="seconds without a node")

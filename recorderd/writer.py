@@ -196,6 +196,22 @@ class SessionWriter:
                 self._control = None
             self._unlock()
 
+    def abandon(self) -> None:
+        """Give up after an I/O error: release the lock and the control log, leave HDF5 as is.
+
+        The HDF5 file is not closed (closing writes), so it stays as of its last flush;
+        the process must then exit without running h5py's destructors (``os._exit``).
+        """
+        self._finished = True
+        try:
+            if self._control is not None:
+                self._control.close()
+        except OSError:
+            pass
+        finally:
+            self._control = None
+            self._unlock()
+
     def __enter__(self) -> SessionWriter:
         self.start()
         return self
