@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analysis.analyzer import SimulationAnalyzer
 from analysis.reader import NotASessionError, SessionReader, UnsupportedFormatError
 
-__all__ = ["NotASessionError", "SessionReader", "UnsupportedFormatError"]
+__all__ = ["NotASessionError", "SessionReader", "SimulationAnalyzer", "UnsupportedFormatError"]

@@ -8,16 +8,23 @@ block readers). All names come from :mod:`recorderd.layout`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
+
+#: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
+#: writer's 64 Ki-row chunks (40 MiB for times, ids and steps together).
+DEFAULT_CHUNK_ROWS: Final = 32 * L.SPIKE_CHUNK
+#: Rows per slice when reading membrane data or a weight matrix piecewise.
+_DATA_BLOCK_ELEMENTS: Final = 1 << 22
 
 
 class AnalysisError(Exception):
@@ -59,6 +66,16 @@ class Frames:
     seq: npt.NDArray[np.uint64]
     incarnation: npt.NDArray[np.uint64]
     count: npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True)
+class MembraneTraces:
+    """Membrane potentials of a layer: one row per recorded message, one column per neuron."""
+
+    steps: npt.NDArray[np.int64]
+    times_ms: npt.NDArray[np.float64]
+    neuron_ids: npt.NDArray[np.uint32]
+    data_mv: npt.NDArray[np.float32]
 
 
 class SessionReader:
@@ -159,35 +176,141 @@ class SessionReader:
 
     # -- data ------------------------------------------------------------------------
 
-    def spikes(self, node_id: str, layer: str) -> SpikeTrains:
-        """All spikes of a layer as flat arrays."""
+    def spikes(
+        self,
+        node_id: str,
+        layer: str,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+    ) -> SpikeTrains:
+        """Spikes of a layer as flat arrays, all or those with ``t_start_ms <= t < t_stop_ms``.
+
+        A ``by_time`` population is cut by binary search on ``timestamps`` (a few chunk
+        reads) and only the window is read; an unsorted one is filtered slice by slice.
+        """
         g = self._group(L.SPIKES, node_id, layer)
-        return SpikeTrains(g[L.STEPS][()], g[L.TIMESTAMPS][()], g[L.NODE_IDS][()])
+        n = self.spike_rows(node_id, layer)
+        if t_start_ms is None and t_stop_ms is None:
+            return _read_rows(g, 0, n)
+        if self.sorting(node_id, layer) == "by_time":
+            ts = g[L.TIMESTAMPS]
+            lo = 0 if t_start_ms is None else _bisect_left(ts, t_start_ms, 0, n)
+            hi = n if t_stop_ms is None else _bisect_left(ts, t_stop_ms, lo, n)
+            return _read_rows(g, lo, max(lo, hi))
+        parts = []
+        for chunk in self.iter_spike_chunks(node_id, layer):
+            keep = np.ones(chunk.times_ms.size, dtype=bool)
+            if t_start_ms is not None:
+                keep &= chunk.times_ms >= t_start_ms
+            if t_stop_ms is not None:
+                keep &= chunk.times_ms < t_stop_ms
+            parts.append(
+                SpikeTrains(chunk.steps[keep], chunk.times_ms[keep], chunk.neuron_ids[keep])
+            )
+        return _concat(parts)
+
+    def iter_spike_chunks(
+        self,
+        node_id: str,
+        layer: str,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        *,
+        with_steps: bool = True,
+    ) -> Iterator[SpikeTrains]:
+        """Spikes of a layer in recording order, ``chunk_rows`` rows at a time.
+
+        Memory stays bounded by ``chunk_rows`` whatever the population size. With
+        ``with_steps=False`` the ``steps`` dataset is not read and each chunk's
+        ``steps`` is empty (a third less I/O when only times and ids are needed).
+        """
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        g = self._group(L.SPIKES, node_id, layer)
+        n = self.spike_rows(node_id, layer)
+        no_steps = np.zeros(0, dtype=np.int64)
+        for lo in range(0, n, chunk_rows):
+            hi = min(n, lo + chunk_rows)
+            steps = g[L.STEPS][lo:hi] if with_steps else no_steps
+            yield SpikeTrains(steps, g[L.TIMESTAMPS][lo:hi], g[L.NODE_IDS][lo:hi])
+
+    def spike_rows(self, node_id: str, layer: str) -> int:
+        """Number of spike rows that are complete and covered by the frame index.
+
+        A live writer appends the spike datasets one after the other and the frame
+        index last, so a reader can see them at different lengths: only rows present in
+        all three datasets and indexed by a complete frame count.
+        """
+        return _spike_extent(self._group(L.SPIKES, node_id, layer))[1]
+
+    def sorting(self, node_id: str, layer: str) -> str:
+        """SONATA ``sorting`` of a spike population: ``none``, ``by_id`` or ``by_time``."""
+        value = self._group(L.SPIKES, node_id, layer).attrs.get(L.ATTR_SORTING)
+        names = {v: k for k, v in L.SORTING_ENUM.items()}
+        return names.get(int(value), "none") if value is not None else "none"
 
     def frames(self, node_id: str, layer: str, kind: str = L.SPIKES) -> Frames:
-        """The per-message index of a stream."""
+        """The per-message index of a stream (rows that are complete in every dataset)."""
         g = self._group(kind, node_id, layer)
-        return Frames(
-            g[L.FRAME_STEP][()],
-            g[L.FRAME_TIME][()],
-            g[L.FRAME_SEQ][()],
-            g[L.FRAME_INCARNATION][()],
-            g[L.FRAME_COUNT][()],
-        )
+        data_rows = _spike_extent(g)[0] if kind == L.SPIKES else int(g[L.DATA].shape[0])
+        n = min(_frame_rows(g), data_rows)
+        return Frames(*(g[name][:n] for name in _FRAME_NAMES))
 
     def membrane(
         self, node_id: str, layer: str
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Steps and membrane potentials (frames x recorded neurons, mV)."""
+        tr = self.membrane_traces(node_id, layer)
+        return tr.steps, tr.data_mv
+
+    def membrane_traces(
+        self, node_id: str, layer: str, neurons: npt.ArrayLike | None = None
+    ) -> MembraneTraces:
+        """Membrane potentials with their steps, times and neuron ids.
+
+        ``neurons`` (layer indices) reads only those recorded neurons' columns; ids that
+        were not recorded are left out.
+        """
         g = self._group(L.MEMBRANE, node_id, layer)
-        return g[L.FRAME_STEP][()], g[L.DATA][()]
+        fr = self.frames(node_id, layer, L.MEMBRANE)
+        recorded = self.recorded_neurons(node_id, layer, L.MEMBRANE)
+        n = fr.steps.size
+        if neurons is None:
+            cols = np.arange(recorded.size)
+        else:
+            cols = np.flatnonzero(np.isin(recorded, np.asarray(neurons, dtype=np.int64)))
+        if cols.size == recorded.size:
+            data = g[L.DATA][:n]
+        elif cols.size == 0 or n == 0:
+            data = np.zeros((n, cols.size), dtype=np.float32)
+        else:
+            data = g[L.DATA][:n, cols.tolist()]  # h5py reads increasing column lists
+        return MembraneTraces(fr.steps, fr.times_ms, recorded[cols], np.asarray(data, np.float32))
 
     def weights(
         self, node_id: str, name: str
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Steps and weight snapshots (snapshots x rows x cols)."""
         g = self._group(L.WEIGHTS, node_id, name)
-        return g[L.FRAME_STEP][()], g[L.DATA][()]
+        steps = self.frames(node_id, name, L.WEIGHTS).steps
+        return steps, g[L.DATA][: steps.size]
+
+    def weight_snapshot(self, node_id: str, name: str, index: int) -> npt.NDArray[np.float32]:
+        """One weight snapshot (rows x cols); negative ``index`` counts from the end."""
+        g = self._group(L.WEIGHTS, node_id, name)
+        n = self.frames(node_id, name, L.WEIGHTS).steps.size
+        if not -n <= index < n:
+            raise IndexError(f"snapshot {index} out of range for {n} snapshots")
+        return np.asarray(g[L.DATA][index % n], dtype=np.float32)
+
+    def iter_weight_blocks(
+        self, node_id: str, name: str, index: int, block_rows: int | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+        """One snapshot in row blocks ``(first row, block)``: bounded memory for huge matrices."""
+        g = self._group(L.WEIGHTS, node_id, name)
+        _, rows, cols = g[L.DATA].shape
+        step = block_rows or max(1, _DATA_BLOCK_ELEMENTS // max(1, cols))
+        for lo in range(0, rows, step):
+            yield lo, np.asarray(g[L.DATA][index, lo : lo + step], dtype=np.float32)
 
     def control_states(self) -> list[dict[str, Any]]:
         """Every record of ``control_states.jsonl``; a torn last line (crash) is skipped."""
@@ -212,9 +335,64 @@ class SessionReader:
         stats = self.metadata().get(L.ATTR_STATISTICS, {})
         return dict(stats)
 
+    def format_version(self) -> int:
+        """The session's ``format_version``."""
+        return int(self._h5.attrs.get(L.ATTR_FORMAT_VERSION, 0))
+
     def _group(self, kind: str, node_id: str, layer: str) -> h5py.Group:
         pop = L.population(node_id, layer)
         try:
             return self._h5[kind][pop]
         except KeyError:
             raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
+
+
+_FRAME_NAMES: Final = (
+    L.FRAME_STEP,
+    L.FRAME_TIME,
+    L.FRAME_SEQ,
+    L.FRAME_INCARNATION,
+    L.FRAME_COUNT,
+)
+
+
+def _frame_rows(g: h5py.Group) -> int:
+    # A live writer appends the five datasets one by one: keep the common rows.
+    return min(int(g[name].shape[0]) for name in _FRAME_NAMES)
+
+
+def _spike_extent(g: h5py.Group) -> tuple[int, int]:
+    """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written."""
+    rows = min(g[name].shape[0] for name in (L.TIMESTAMPS, L.NODE_IDS, L.STEPS))
+    ends = np.cumsum(g[L.FRAME_COUNT][: _frame_rows(g)], dtype=np.int64)
+    n = int(np.searchsorted(ends, rows, side="right"))
+    return n, int(ends[n - 1]) if n else 0
+
+
+def _read_rows(g: h5py.Group, lo: int, hi: int) -> SpikeTrains:
+    return SpikeTrains(g[L.STEPS][lo:hi], g[L.TIMESTAMPS][lo:hi], g[L.NODE_IDS][lo:hi])
+
+
+def _concat(parts: list[SpikeTrains]) -> SpikeTrains:
+    if not parts:
+        return SpikeTrains(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.uint32))
+    return SpikeTrains(
+        np.concatenate([p.steps for p in parts]),
+        np.concatenate([p.times_ms for p in parts]),
+        np.concatenate([p.neuron_ids for p in parts]),
+    )
+
+
+def _bisect_left(ds: h5py.Dataset, value: float, lo: int, hi: int) -> int:
+    """First row in ``[lo, hi)`` of a sorted dataset whose value is ``>= value``.
+
+    Halves with single-element reads (each decompresses at most one chunk, which the
+    HDF5 chunk cache keeps) until one chunk's worth of rows is left, then reads that.
+    """
+    while hi - lo > L.SPIKE_CHUNK:
+        mid = (lo + hi) // 2
+        if float(ds[mid]) < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo + int(np.searchsorted(ds[lo:hi], value, side="left"))

@@ -1,4 +1,4 @@
-"""Demo: recorderd and three brain nodes on loopback, then a summary of the session."""
+"""Demo: recorderd and three brain nodes on loopback, a summary of the session, its analysis."""
 
 from __future__ import annotations
 
@@ -100,8 +100,10 @@ def main() -> int:
     if any(codes) or recorder.returncode:
         print(f"failed: node exit codes {codes}, recorderd {recorder.returncode}", file=sys.stderr)
         return 1
-    summarize(Path(args.recording_dir) / args.session)
-    return 0
+    session = Path(args.recording_dir) / args.session
+    summarize(session)
+    print("\nanalysis: sim-analyzer", session)
+    return subprocess.run(["sim-analyzer", str(session)], env=env).returncode
 
 
 def summarize(session: Path) -> None:
