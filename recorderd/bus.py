@@ -52,6 +52,21 @@ def subscription_keys(
     return keys
 
 
+def query(config: zenoh.Config, key: str, timeout_s: float) -> list[bytes]:
+    """Open a session, query ``key``, return the payloads of the successful replies."""
+    with zenoh.open(config) as session:
+        replies = session.get(key, timeout=timeout_s)
+        return [reply.ok.payload.to_bytes() for reply in replies if reply.ok is not None]
+
+
+def alive_nodes(config: zenoh.Config, prefix: str, timeout_s: float) -> list[str]:
+    """Node ids holding a liveliness token under ``prefix`` right now."""
+    with zenoh.open(config) as session:
+        replies = session.liveliness().get(f"{prefix}/*/{ALIVE_WORD}", timeout=timeout_s)
+        keys = [str(reply.ok.key_expr) for reply in replies if reply.ok is not None]
+    return sorted({key.split("/")[-2] for key in keys})
+
+
 class Bus:
     """An open Zenoh session with the recorder's subscribers."""
 
@@ -77,6 +92,20 @@ class Bus:
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))
             log.info("subscribed to %s", key)
 
+    def serve_queries(self, key: str, answer: Callable[[], bytes]) -> None:
+        """Answer queries on ``key`` with ``answer()``, from a thread of ours."""
+        if self._session is None:
+            raise RuntimeError("bus not open")
+        queryable = self._session.declare_queryable(key)
+        self._subscribers.append(queryable)
+
+        def serve() -> None:
+            for query in queryable.handler:  # ends when the queryable is undeclared
+                with query:
+                    query.reply(str(query.key_expr), answer())
+
+        threading.Thread(target=serve, name=f"recorderd-query-{key}", daemon=True).start()
+
     def serve_flush_barrier(self, prefix: str, answer: bytes) -> None:
         """Answer nodes' flush-barrier queries (``<prefix>/*/flush``) with ``answer``.
 
@@ -86,15 +115,7 @@ class Bus:
         """
         if self._session is None:
             raise RuntimeError("bus not open")
-        queryable = self._session.declare_queryable(f"{prefix}/*/{FLUSH_WORD}")
-        self._subscribers.append(queryable)
-
-        def serve() -> None:
-            for query in queryable.handler:  # ends when the queryable is undeclared
-                with query:
-                    query.reply(str(query.key_expr), answer)
-
-        threading.Thread(target=serve, name="recorderd-flush", daemon=True).start()
+        self.serve_queries(f"{prefix}/*/{FLUSH_WORD}", lambda: answer)
 
     def watch_nodes(self, prefix: str, on_change: Callable[[str, bool], None]) -> None:
         """Call ``on_change(node_id, alive)`` as nodes' liveliness tokens come and go."""

@@ -11,9 +11,11 @@ import signal
 import threading
 import time
 
+from recorderd import layout as L
 from recorderd.bus import Bus, make_config, subscription_keys
 from recorderd.notify import Notifier
 from recorderd.pipeline import Pipeline
+from recorderd.protocol import status_key
 from recorderd.recorder import Recorder
 from recorderd.settings import RecorderSettings
 from recorderd.writer import SessionBusyError, WriterError
@@ -26,6 +28,8 @@ REPORT_PERIOD_S = 30.0
 MAIN_LOOP_TICK_S = 0.1
 #: Seconds between STATUS updates to systemd (more often if the watchdog needs it).
 HEARTBEAT_S = 5.0
+#: Seconds over which the per-stream rates of the live status are measured.
+RATE_PERIOD_S = 2.0
 
 
 class ExitCode(enum.IntEnum):
@@ -61,6 +65,8 @@ class Daemon:
         )
         self._stop = asyncio.Event()
         self.notifier = Notifier()
+        self._started = time.monotonic()
+        self._rates: dict[str, tuple[float, float]] = {}
         self._signals = 0
         self._announced_standby = False
         self._alive: set[str] = set()
@@ -127,6 +133,10 @@ class Daemon:
             )
             self.bus.subscribe(keys, self.pipeline.submit)
             self.bus.serve_flush_barrier(s.prefix, json.dumps({"session": s.session}).encode())
+            self.bus.serve_queries(
+                status_key(s.prefix, s.session),
+                lambda: json.dumps(self.status_document(), allow_nan=False).encode(),
+            )
             if s.stop_when_idle is not None:
 
                 def presence(node_id: str, alive: bool) -> None:
@@ -146,7 +156,7 @@ class Daemon:
             s.connect,
         )
         self.notifier.ready(self.status_line())
-        for job in (self._report(), self._heartbeat()):
+        for job in (self._report(), self._heartbeat(), self._measure_rates()):
             self._tasks.add(asyncio.create_task(job))
         await self._main_loop(worker_done)
         return await self._shutdown(worker_done)
@@ -218,6 +228,46 @@ class Daemon:
             f"messages in {len(self.recorder.statistics.streams)} streams; {t['rejected']} "
             f"rejected, {t['missing']} missing, {t['intake_dropped']} dropped"
         )
+
+    def status_document(self) -> dict[str, object]:
+        """The live status ``recorderctl status`` shows (answered from a query thread)."""
+        s = self.settings
+        stats = self.recorder.statistics.to_dict()
+        for key, stream in stats["streams"].items():
+            msg_rate, spike_rate = self._rates.get(key, (0.0, 0.0))
+            stream["messages_per_s"] = round(msg_rate, 1)
+            stream["spikes_per_s"] = round(spike_rate, 1)
+        try:
+            file_bytes = (s.session_dir / L.DATA_FILE).stat().st_size
+        except OSError:
+            file_bytes = 0
+        return {
+            "session": s.session,
+            "session_dir": str(s.session_dir.resolve()),
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self._started, 3),
+            "file_bytes": file_bytes,
+            "intake_queued": self.pipeline.queued,
+            "nodes_alive": sorted(self._alive) if s.stop_when_idle is not None else None,
+            **stats,
+        }
+
+    async def _measure_rates(self) -> None:
+        last: dict[str, tuple[int, int]] = {}
+        last_t = time.monotonic()
+        while True:
+            await asyncio.sleep(RATE_PERIOD_S)
+            now = time.monotonic()
+            span = max(now - last_t, 1e-9)
+            current = {
+                k: (st.received, st.spikes_received)
+                for k, st in list(self.recorder.statistics.streams.items())
+            }
+            self._rates = {
+                k: ((m - last.get(k, (0, 0))[0]) / span, (n - last.get(k, (0, 0))[1]) / span)
+                for k, (m, n) in current.items()
+            }
+            last, last_t = current, now
 
     def healthy(self) -> bool:
         """Whether the writer thread is alive and flushing on time (gates watchdog pings)."""

@@ -70,6 +70,11 @@ class Pipeline:
         """Ask :meth:`run` to write what is queued, finish the session and return."""
         self._stopping.set()
 
+    @property
+    def queued(self) -> int:
+        """Samples waiting in the intake."""
+        return len(self._intake)
+
     def abandon(self) -> int:
         """Drop everything still queued (counted as intake drops); return how many."""
         n = 0

@@ -67,6 +67,9 @@ _DTYPES: dict[Kind, np.dtype[Any]] = {
 }
 CONTROL_WORD = "control"
 FLUSH_WORD = "flush"
+#: Recorders answer status queries on ``<prefix>/_recorders/<session>/status``; the
+#: leading "_" keeps it apart from node ids, which start with a letter or digit.
+RECORDERS_WORD = "_recorders"
 ALIVE_WORD = "alive"
 
 
@@ -163,6 +166,13 @@ def flush_key(prefix: str, node_id: str) -> str:
     it, so a node that waits for the replies loses nothing when it closes its session.
     """
     return f"{prefix}/{check_name(node_id, 'node id')}/{FLUSH_WORD}"
+
+
+def status_key(prefix: str, session: str = "*") -> str:
+    """Key of a recorder's live status queryable (``*``: every recorder under ``prefix``)."""
+    if session != "*":
+        check_name(session, "session name")
+    return f"{prefix}/{RECORDERS_WORD}/{session}/status"
 
 
 def parse_key(key: str, prefix: str) -> StreamKey:

@@ -1,0 +1,209 @@
+"""kill -9 recorderd at random moments under load; check every session after each kill.
+
+Each round: start ``recorderd --session crash`` (the same session every round, so a
+restarted recorder must continue the session a crash left behind), start a brain node
+publishing in real time (1 step = 1 ms), SIGKILL recorderd after a random delay,
+stop the node. Then open the session with the analysis reader (no manual step) and
+check, for every run so far, that what is on disk is exactly the start of what the
+node published (same neuron ids, steps 0..K-1, nothing corrupt), and how many ms of
+the run were lost at the kill: the newest step a reference subscriber had seen when
+the kill happened, minus the newest recorded step. Loss must stay within one flush
+interval plus one batching tick.
+
+Usage: python bench/crash_loop.py [--rounds 10] [--flush-interval 0.5] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zenoh
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.reader import SessionReader
+from brain_nodes.modules import simulate
+from recorderd import protocol as P
+
+LAYER = "hidden"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_log(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{text!r} not in {path} after {timeout} s:\n{path.read_text()}")
+
+
+def one_round(
+    i: int, work: Path, endpoint: str, ref_endpoint: str, flush: float, rng: random.Random
+) -> dict[str, Any]:
+    log = work / f"recorderd-{i}.log"
+    with open(log, "w") as fh:
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorderd",
+                "--session",
+                "crash",
+                "--recording-dir",
+                str(work),
+                "--listen",
+                endpoint,
+                "--flush-interval",
+                str(flush),
+            ],
+            stderr=fh,
+        )
+    wait_log(log, "ready", 30)
+    # Reference subscriber: the newest step of this run's stream seen on the bus.
+    newest = {"step": -1, "incarnation": -1}
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    # Peers do not route for each other: the node connects to this subscriber directly.
+    conf.insert_json5("connect/endpoints", "[]")
+    conf.insert_json5("listen/endpoints", json.dumps([ref_endpoint]))
+    with zenoh.open(conf) as ref:
+
+        def seen(sample: zenoh.Sample) -> None:
+            header = P.decode(sample.payload.to_bytes()).header
+            newest["step"] = max(newest["step"], header.step)
+            newest["incarnation"] = header.incarnation
+
+        sub = ref.declare_subscriber(P.data_key("brain", "pfc-0", P.Kind.SPIKES, LAYER), seen)
+        node = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "brain_nodes",
+                "--node-id",
+                "pfc-0",
+                "--module-type",
+                "pfc",
+                "--seed",
+                str(i),
+                "--steps",
+                "0",
+                "--speed",
+                "1",
+                "--connect",
+                endpoint,
+                "--connect",
+                ref_endpoint,
+                "--wait-subscribers",
+                "20",
+                "--flush-timeout",
+                "0",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        delay = rng.uniform(0.5, 4.0)
+        deadline = time.monotonic() + 30
+        while newest["step"] < 0:
+            if time.monotonic() > deadline:
+                node.kill()
+                rec.kill()
+                raise RuntimeError("the reference subscriber heard nothing in 30 s")
+            time.sleep(0.01)
+        try:
+            time.sleep(delay)
+            rec.send_signal(signal.SIGKILL)
+            killed_at_step = newest["step"]
+            rec.wait()
+        finally:
+            node.send_signal(signal.SIGINT)
+            node.wait(timeout=30)
+            sub.undeclare()
+    return {
+        "round": i,
+        "seed": i,
+        "incarnation": newest["incarnation"],
+        "kill_after_s": round(delay, 3),
+        "killed_at_step": killed_at_step,
+    }
+
+
+def check(work: Path, rounds: list[dict[str, Any]], flush: float) -> list[dict[str, Any]]:
+    """Open the session as a user would and check every run recorded so far."""
+    out = []
+    with SessionReader(work / "crash") as r:
+        train = r.spikes("pfc-0", LAYER)
+        frames = r.frames("pfc-0", LAYER)
+    offsets = np.concatenate([[0], np.cumsum(frames.count.astype(np.int64))]).astype(np.int64)
+    for run in rounds:
+        # A run killed before its first flush has nothing on disk: all of it is lost.
+        rows = np.flatnonzero(frames.incarnation == np.uint64(run["incarnation"]))
+        steps = frames.steps[rows]
+        n = steps.size
+        assert steps.tolist() == list(range(n)), f"round {run['round']}: steps not 0..{n - 1}"
+        if n:
+            expected = np.concatenate(simulate("pfc", n, seed=run["seed"])[LAYER])
+            got = train.neuron_ids[offsets[rows[0]] : offsets[rows[-1] + 1]]
+            assert np.array_equal(got, expected), f"round {run['round']}: corrupt spikes"
+        lost_ms = run["killed_at_step"] - (n - 1)
+        out.append({**run, "recorded_steps": n, "lost_ms": lost_ms})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--flush-interval", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--workdir", type=Path, help="keep the session here (default: temporary)")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    ref_endpoint = f"tcp/127.0.0.1:{free_port()}"
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rounds: list[dict[str, Any]] = []
+        for i in range(args.rounds):
+            rounds.append(one_round(i, work, endpoint, ref_endpoint, args.flush_interval, rng))
+            results = check(work, rounds, args.flush_interval)
+            last = results[-1]
+            print(
+                f"round {i}: killed after {last['kill_after_s']} s "
+                f"at step {last['killed_at_step']}, "
+                f"recorded {last['recorded_steps']} steps, lost {last['lost_ms']} ms; "
+                f"session readable, all {len(results)} runs intact",
+                file=sys.stderr,
+            )
+    worst = max(r["lost_ms"] for r in results)
+    bound = args.flush_interval * 1000 + 150  # one flush interval + batching and bus latency
+    print(
+        f"\n{args.rounds} kills, {args.rounds} sessions readable, largest loss {worst} ms "
+        f"(bound {bound:.0f} ms = flush interval + 150 ms)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if worst > bound:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
