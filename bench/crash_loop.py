@@ -55,8 +55,9 @@ def wait_log(path: Path, text: str, timeout: float) -> None:
 
 
 def one_round(
-    i: int, work: Path, endpoint: str, ref_endpoint: str, flush: float, rng: random.Random
+    i: int, work: Path, session: str, endpoints: tuple[str, str], flush: float, rng: random.Random
 ) -> dict[str, Any]:
+    endpoint, ref_endpoint = endpoints
     log = work / f"recorderd-{i}.log"
     with open(log, "w") as fh:
         rec = subprocess.Popen(
@@ -65,7 +66,7 @@ def one_round(
                 "-m",
                 "recorderd",
                 "--session",
-                "crash",
+                session,
                 "--recording-dir",
                 str(work),
                 "--listen",
@@ -144,10 +145,10 @@ def one_round(
     }
 
 
-def check(work: Path, rounds: list[dict[str, Any]], flush: float) -> list[dict[str, Any]]:
-    """Open the session as a user would and check every run recorded so far."""
+def check(work: Path, session: str, rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Open the session as a user would and check every run recorded in it so far."""
     out = []
-    with SessionReader(work / "crash") as r:
+    with SessionReader(work / session) as r:
         train = r.spikes("pfc-0", LAYER)
         frames = r.frames("pfc-0", LAYER)
     offsets = np.concatenate([[0], np.cumsum(frames.count.astype(np.int64))]).astype(np.int64)
@@ -181,27 +182,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        session, epoch = "crash-0", 0
         rounds: list[dict[str, Any]] = []
+        corrupted: list[dict[str, Any]] = []
         for i in range(args.rounds):
-            rounds.append(one_round(i, work, endpoint, ref_endpoint, args.flush_interval, rng))
-            results = check(work, rounds, args.flush_interval)
-            last = results[-1]
+            endpoints = (endpoint, ref_endpoint)
+            rounds.append(one_round(i, work, session, endpoints, args.flush_interval, rng))
+            try:
+                checked = check(work, session, rounds)
+            except Exception as exc:  # an unreadable or corrupt session: the finding
+                corrupted.append({**rounds[-1], "session": session, "error": str(exc)[:200]})
+                print(
+                    f"round {i}: killed after {rounds[-1]['kill_after_s']} s: session "
+                    f"{session} UNREADABLE after {len(rounds)} runs: {str(exc)[:120]}",
+                    file=sys.stderr,
+                )
+                epoch += 1
+                session, rounds = f"crash-{epoch}", []  # go on with a fresh session
+                continue
+            last = checked[-1]
+            results.append(last)
             print(
                 f"round {i}: killed after {last['kill_after_s']} s "
                 f"at step {last['killed_at_step']}, "
                 f"recorded {last['recorded_steps']} steps, lost {last['lost_ms']} ms; "
-                f"session readable, all {len(results)} runs intact",
+                f"session {session} readable, all {len(checked)} runs intact",
                 file=sys.stderr,
             )
-    worst = max(r["lost_ms"] for r in results)
+    worst = max((r["lost_ms"] for r in results), default=0)
     bound = args.flush_interval * 1000 + 150  # one flush interval + batching and bus latency
     print(
-        f"\n{args.rounds} kills, {args.rounds} sessions readable, largest loss {worst} ms "
+        f"\n{args.rounds} kills: {len(results)} left the session readable and intact, "
+        f"{len(corrupted)} left it unreadable; largest loss when intact {worst} ms "
         f"(bound {bound:.0f} ms = flush interval + 150 ms)"
     )
+    results.extend(corrupted)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if worst > bound:
+    if worst > bound or corrupted:
         sys.exit(1)
 
 
