@@ -129,6 +129,8 @@ def one_round(
             time.sleep(0.01)
         try:
             time.sleep(delay)
+            if rec.poll() is not None:
+                raise RuntimeError(f"recorderd had already exited with {rec.returncode}")
             rec.send_signal(signal.SIGKILL)
             killed_at_step = newest["step"]
             rec.wait()
@@ -149,6 +151,9 @@ def check(work: Path, session: str, rounds: list[dict[str, Any]]) -> list[dict[s
     """Open the session as a user would and check every run recorded in it so far."""
     out = []
     with SessionReader(work / session) as r:
+        for layer in r.layers("pfc-0"):  # every dataset must read, not only the one compared
+            r.spikes("pfc-0", layer)
+            r.frames("pfc-0", layer)
         train = r.spikes("pfc-0", LAYER)
         frames = r.frames("pfc-0", LAYER)
     offsets = np.concatenate([[0], np.cumsum(frames.count.astype(np.int64))]).astype(np.int64)
