@@ -313,7 +313,15 @@ class SessionReader:
             yield lo, np.asarray(g[L.DATA][index, lo : lo + step], dtype=np.float32)
 
     def control_states(self) -> list[dict[str, Any]]:
-        """Every record of ``control_states.jsonl``; a torn last line (crash) is skipped."""
+        """The control-state records of ``control_states.jsonl`` (not the presence events)."""
+        return [r for r in self._control_log() if L.CONTROL_EVENT not in r]
+
+    def presence_events(self) -> list[dict[str, Any]]:
+        """Nodes' joins and leaves (``{"event": "join"|"leave", "node_id", "received_at"}``)."""
+        return [r for r in self._control_log() if L.CONTROL_EVENT in r]
+
+    def _control_log(self) -> list[dict[str, Any]]:
+        # A torn last line (after a crash) is skipped.
         path = self.path / L.CONTROL_FILE
         if not path.exists():
             return []

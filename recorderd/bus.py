@@ -11,7 +11,7 @@ from typing import Any
 
 import zenoh
 
-from recorderd.protocol import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind
+from recorderd.protocol import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind, is_safe_name
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,9 @@ class Bus:
             raise RuntimeError("bus not open")
 
         def on_token(sample: zenoh.Sample) -> None:
-            parts = str(sample.key_expr).split("/")
-            on_change(parts[-2], sample.kind == zenoh.SampleKind.PUT)
+            node_id = str(sample.key_expr).split("/")[-2]
+            if is_safe_name(node_id):  # a hostile token name is ignored, never logged as a node
+                on_change(node_id, sample.kind == zenoh.SampleKind.PUT)
 
         sub = self._session.liveliness().declare_subscriber(
             f"{prefix}/*/{ALIVE_WORD}", on_token, history=True

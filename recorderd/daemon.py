@@ -137,12 +137,12 @@ class Daemon:
                 status_key(s.prefix, s.session),
                 lambda: json.dumps(self.status_document(), allow_nan=False).encode(),
             )
-            if s.stop_when_idle is not None:
 
-                def presence(node_id: str, alive: bool) -> None:
-                    loop.call_soon_threadsafe(self._presence, node_id, alive)
+            def presence(node_id: str, alive: bool) -> None:
+                self.pipeline.submit_presence(node_id, alive)  # joins/leaves go to the log
+                loop.call_soon_threadsafe(self._presence, node_id, alive)
 
-                self.bus.watch_nodes(s.prefix, presence)
+            self.bus.watch_nodes(s.prefix, presence)
         except Exception as exc:
             log.error("cannot open the Zenoh session: %s", exc)
             self.pipeline.stop()
@@ -248,7 +248,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "file_bytes": file_bytes,
             "intake_queued": self.pipeline.queued,
-            "nodes_alive": sorted(self._alive) if s.stop_when_idle is not None else None,
+            "nodes_alive": sorted(self._alive),
             **stats,
         }
 

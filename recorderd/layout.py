@@ -21,6 +21,9 @@ CONTROL_FILE: Final = "control_states.jsonl"
 STATISTICS_FILE: Final = "recording_statistics.json"
 PLOTS_DIR: Final = "plots"
 LOCK_FILE: Final = ".recorder.lock"
+#: Key of presence records (node joins and leaves) in the control log; control-state
+#: records never have it.
+CONTROL_EVENT: Final = "event"
 
 # Root attributes.
 ATTR_FORMAT: Final = "format"

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Parsed key expressions kept; beyond this, keys are parsed every time.
 KEY_CACHE_SIZE = 4096
+#: Intake key of node join/leave events; no key expression can equal it.
+PRESENCE_KEY = "\0presence"
 #: How long the writer thread sleeps when the intake is empty.
 IDLE_SLEEP_S = 0.002
 
@@ -74,6 +76,11 @@ class Pipeline:
     def queued(self) -> int:
         """Samples waiting in the intake."""
         return len(self._intake)
+
+    def submit_presence(self, node_id: str, alive: bool) -> None:
+        """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
+        event = "join" if alive else "leave"
+        self._intake.append((PRESENCE_KEY, f"{event}/{node_id}".encode(), time.time()))
 
     def abandon(self) -> int:
         """Drop everything still queued (counted as intake drops); return how many."""
@@ -179,6 +186,10 @@ class Pipeline:
         """Decode one sample and give it to the recorder; count and log it if invalid."""
         recorder = self.recorder
         try:
+            if key == PRESENCE_KEY:
+                event, _, node_id = payload.decode().partition("/")
+                recorder.add_presence(node_id, event, received_at)
+                return
             sk = self._keys.get(key)
             if sk is None:
                 sk = parse_key(key, self._prefix)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recorderd import layout as L
 from recorderd.protocol import ControlState, DataMessage, Kind, Reason, StreamKey
 from recorderd.settings import RecorderSettings
 from recorderd.stats import Statistics, StreamStats
@@ -148,6 +149,17 @@ class Recorder:
         self.writer.write_control(record)
         self.writer.note_node(state.node_id, module_type=state.module_type)
         st.written += 1
+
+    def add_presence(self, node_id: str, event: str, received_at: float) -> None:
+        """Log a node's join or leave (its liveliness token) in the control log."""
+        self.writer.write_control(
+            {
+                L.CONTROL_EVENT: event,
+                "node_id": node_id,
+                "received_at": dt.datetime.fromtimestamp(received_at, dt.UTC).isoformat(),
+            }
+        )
+        log.info("node %s %s", node_id, "joined" if event == "join" else "left")
 
     # -- output ----------------------------------------------------------------------
 

@@ -223,3 +223,7 @@ def test_late_and_restarted_nodes_lose_nothing_after_they_appear(tmp_path: Path)
         assert np.array_equal(r.spikes("visual-0", "v1").neuron_ids, expected)
         assert len(r.node_info("visual-0")["incarnations"]) == 2
         assert r.frames("late-0", "output").seq.tolist() == list(range(300))
+        events = [(e["node_id"], e["event"]) for e in r.presence_events()]
+    # joins and leaves (liveliness) are in the control log, in order, for both runs
+    assert events[:4] == [("visual-0", "join"), ("visual-0", "leave")] * 2
+    assert ("late-0", "join") in events
