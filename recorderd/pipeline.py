@@ -53,6 +53,8 @@ class Pipeline:
         self.error: BaseException | None = None
         self.intake_dropped = 0
         self._dropped_keys: collections.Counter[str] = collections.Counter()
+        self._logged_dropped = 0
+        self._logged_rejected = 0
         self.intake_high_water = 0
         #: time.monotonic() of the last completed flush: the writer's heartbeat.
         self.last_flush = time.monotonic()
@@ -159,8 +161,26 @@ class Pipeline:
 
     def _flush(self) -> None:
         self._sync_counters()
+        self._log_losses()
         self.recorder.flush()
         self.last_flush = time.monotonic()
+
+    def _log_losses(self) -> None:
+        # Every change of a loss counter reaches the log, at most once per flush.
+        stats = self.recorder.statistics
+        dropped = stats.intake_dropped
+        if dropped != self._logged_dropped:
+            log.warning(
+                "intake full: %d message(s) dropped since the last flush (%d in all)",
+                dropped - self._logged_dropped,
+                dropped,
+            )
+            self._logged_dropped = dropped
+        rejected = sum(stats.rejected.values())
+        if rejected != self._logged_rejected:
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(stats.rejected.items()))
+            log.warning("rejected messages so far: %s", summary)
+            self._logged_rejected = rejected
 
     def _sync_counters(self) -> None:
         stats = self.recorder.statistics
