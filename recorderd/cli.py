@@ -138,9 +138,10 @@ def record(
     _configure_logging(settings.log_level)
     daemon = Daemon(settings)
     code = run(daemon.serve())
-    if daemon.pipeline.error is not None:
-        # The HDF5 file was abandoned after an I/O error: exiting normally would run
-        # h5py's destructors, which write to it (and can crash the interpreter).
+    if daemon.pipeline.error is not None or daemon.drain_timed_out:
+        # The HDF5 file was abandoned after an I/O error, or the writer thread is still
+        # inside h5py: exiting normally would run h5py's destructors, which write to the
+        # file (and can crash or hang the interpreter).
         logging.shutdown()
         sys.stderr.flush()
         os._exit(int(code))

@@ -69,6 +69,9 @@ class Daemon:
         self._rates: dict[str, tuple[float, float]] = {}
         self._signals = 0
         self._announced_standby = False
+        self._lock_attempts = 0
+        #: The writer thread was still running when the process had to exit.
+        self.drain_timed_out = False
         self._alive: set[str] = set()
         self._idle_since = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,7 +96,8 @@ class Daemon:
         if s.wait_for_lock:
 
             def keep_waiting() -> bool:
-                if not self._announced_standby:
+                self._lock_attempts += 1
+                if self._lock_attempts > 1 and not self._announced_standby:
                     self._announced_standby = True
                     log.info("session %s is recorded by another process: standing by", s.session)
                 if s.parent_pid is not None and os.getppid() != s.parent_pid:
@@ -139,7 +143,8 @@ class Daemon:
             )
 
             def presence(node_id: str, alive: bool) -> None:
-                self.pipeline.submit_presence(node_id, alive)  # joins/leaves go to the log
+                if s.record_control:  # joins and leaves go to the control log
+                    self.pipeline.submit_presence(node_id, alive)
                 loop.call_soon_threadsafe(self._presence, node_id, alive)
 
             self.bus.watch_nodes(s.prefix, presence)
@@ -201,7 +206,11 @@ class Daemon:
                 "the writer did not finish within %.1f s; exiting anyway",
                 self.settings.drain_timeout,
             )
+            self.drain_timed_out = True
             return ExitCode.FAILURE
+        late = self.pipeline.abandon()
+        if late:
+            log.warning("%d message(s) arrived after the recording had stopped", late)
         if self.pipeline.error is not None:
             log.error("recording failed: %s", self.pipeline.error)
             return ExitCode.FAILURE

@@ -81,6 +81,9 @@ class Pipeline:
 
     def submit_presence(self, node_id: str, alive: bool) -> None:
         """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
+        if len(self._intake) >= self._capacity:
+            self.intake_dropped += 1
+            return
         event = "join" if alive else "leave"
         self._intake.append((PRESENCE_KEY, f"{event}/{node_id}".encode(), time.time()))
 
@@ -111,7 +114,9 @@ class Pipeline:
                     self._flush()
                     last_flush = now
                     if self._disk_low():
-                        self._intake.clear()
+                        dropped = self.abandon()  # counted as intake drops
+                        if dropped:
+                            log.warning("%d queued message(s) not recorded", dropped)
                         break
                 if stopping and not self._intake:
                     break

@@ -44,6 +44,7 @@ class _Stream:
     name: str
     stats: StreamStats
     shape: tuple[int, ...]
+    dt_ms: float
     handle: StreamHandle | None = None  # None: nothing to record (no neuron selected)
     mask: npt.NDArray[np.bool_] | None = None  # recorded neurons, None = all
     incarnation: int | None = None
@@ -77,6 +78,11 @@ class Recorder:
     def start(self, keep_waiting: Callable[[], bool] | None = None) -> None:
         """Open the session (see :meth:`SessionWriter.start`)."""
         self.writer.start(keep_waiting)
+        # Control streams continue their sequence tracking across recorder runs too.
+        for record in self.writer.recent_control_records():
+            if "node_id" in record and "seq" in record and "incarnation" in record:
+                node = str(record["node_id"])
+                self._control_seq[node] = (int(record["incarnation"]), int(record["seq"]) + 1)
 
     # -- input -----------------------------------------------------------------------
 
@@ -241,7 +247,9 @@ class Recorder:
         except ShapeChangedError as exc:
             self.reject(Reason.SHAPE_CHANGED, str(exc), key)
             return None
-        stream = _Stream(key, h.kind, node_id, name, self.statistics.stream(key), shape, handle)
+        stream = _Stream(
+            key, h.kind, node_id, name, self.statistics.stream(key), shape, h.dt_ms, handle
+        )
         if handle.last_frame is not None:
             # An earlier run recorded this stream: messages lost in between are gaps too.
             stream.incarnation, last_seq = handle.last_frame
@@ -259,6 +267,18 @@ class Recorder:
 
     def _same_shape(self, stream: _Stream, msg: DataMessage) -> bool:
         h = msg.header
+        if h.dt_ms != stream.dt_ms:
+            # Recorded anyway (frame_time holds the true times), but dt_ms attributes
+            # describe the stream's first dt only: say so once per change.
+            log.warning(
+                "stream %s: dt changed from %g to %g ms; the dt_ms attribute keeps "
+                "%g, use frame_time",
+                stream.key,
+                stream.dt_ms,
+                h.dt_ms,
+                stream.dt_ms,
+            )
+            stream.dt_ms = h.dt_ms
         got = (h.n0, h.n1) if h.kind is Kind.WEIGHTS else (h.layer_size,)
         if got != stream.shape:
             self.reject(

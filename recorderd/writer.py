@@ -129,8 +129,14 @@ class SessionWriter:
         ``keep_waiting``, poll for the lock for as long as ``keep_waiting()`` is true.
         """
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        while not self._lock():
-            if keep_waiting is None or not keep_waiting():
+        while True:
+            # Asked before every attempt: a standby whose reason to exist is gone must
+            # not take the lock just because it became free.
+            if keep_waiting is not None and not keep_waiting():
+                raise SessionBusyError(self.session_dir)
+            if self._lock():
+                break
+            if keep_waiting is None:
                 raise SessionBusyError(self.session_dir)
             time.sleep(LOCK_POLL_S)
         try:
@@ -195,6 +201,26 @@ class SessionWriter:
                 self._control.close()
                 self._control = None
             self._unlock()
+
+    def recent_control_records(self, tail_bytes: int = 4 << 20) -> list[dict[str, Any]]:
+        """The last records of ``control_states.jsonl`` (its last ``tail_bytes``), oldest first."""
+        path = self.session_dir / L.CONTROL_FILE
+        try:
+            with open(path, "rb") as fh:
+                start = max(0, fh.seek(0, os.SEEK_END) - tail_bytes)
+                fh.seek(start)
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+        if start > 0:
+            lines = lines[1:]  # starts mid-line
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a torn line left by a crash
+        return records
 
     def abandon(self) -> None:
         """Give up after an I/O error: release the lock and the control log, leave HDF5 as is.

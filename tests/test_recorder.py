@@ -260,3 +260,40 @@ def test_intake_overflow_is_counted_not_blocking(make_settings: MakeSettings) ->
     st = recorder.statistics
     stream = st.streams["pfc-0/spikes/output"]
     assert st.intake_dropped == 50 and (stream.written, stream.dropped) == (100, 50)
+
+
+def test_control_sequence_continues_across_recorder_runs(make_settings: MakeSettings) -> None:
+    def control(seq: int) -> tuple[str, bytes]:
+        state = P.ControlState(
+            node_id="pfc-0",
+            module_type="pfc",
+            status="Idle",
+            step_count=seq,
+            step=seq,
+            time_ms=float(seq),
+            incarnation=7,
+            seq=seq,
+        )
+        return ("brain/pfc-0/control", P.encode_control(state))
+
+    settings = make_settings()
+    feed(settings, [control(i) for i in range(3)])
+    rec = feed(settings, [control(2), control(5)])  # 2 again, then 3 and 4 lost
+    st = rec.statistics.streams["pfc-0/control"]
+    assert (st.received, st.duplicates, st.missing) == (1, 1, 2)
+
+
+def test_queued_messages_dropped_at_low_disk_are_counted(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    recorder = Recorder(settings)
+    recorder.start()
+    # a guard no disk can satisfy: the first flush stops the pipeline
+    pipe = Pipeline(
+        recorder, prefix="brain", capacity=30_000, flush_interval=0.0, min_free_disk_mb=1e12
+    )
+    for i in range(20_000):  # the writer takes 10,000 per round: half is still queued
+        pipe.submit(KEY, spike_message(i, [1]))
+    pipe.run()
+    st = recorder.statistics
+    assert pipe.stop_reason == "disk_low"
+    assert (st.streams["pfc-0/spikes/output"].received, st.intake_dropped) == (10_000, 10_000)
