@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
 from recorderd import protocol as P
+from recorderd.bus import make_config
 
 LAYER = "hidden"
 
@@ -79,13 +80,8 @@ def one_round(
     wait_log(log, "ready", 30)
     # Reference subscriber: the newest step of this run's stream seen on the bus.
     newest = {"step": -1, "incarnation": -1}
-    conf = zenoh.Config()
-    conf.insert_json5("mode", '"peer"')
-    conf.insert_json5("scouting/multicast/enabled", "false")
     # Peers do not route for each other: the node connects to this subscriber directly.
-    conf.insert_json5("connect/endpoints", "[]")
-    conf.insert_json5("listen/endpoints", json.dumps([ref_endpoint]))
-    with zenoh.open(conf) as ref:
+    with zenoh.open(make_config(listen=[ref_endpoint])) as ref:
 
         def seen(sample: zenoh.Sample) -> None:
             header = P.decode(sample.payload.to_bytes()).header

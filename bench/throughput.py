@@ -35,6 +35,7 @@ import zenoh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recorderd import protocol as P
+from recorderd.bus import make_config
 
 LAYER = 1000
 RATE = 0.05
@@ -47,20 +48,11 @@ def free_port() -> int:
         return port
 
 
-def zconfig(listen: list[str], connect: list[str]) -> zenoh.Config:
-    c = zenoh.Config()
-    c.insert_json5("mode", '"peer"')
-    c.insert_json5("scouting/multicast/enabled", "false")
-    c.insert_json5("listen/endpoints", json.dumps(listen))
-    c.insert_json5("connect/endpoints", json.dumps(connect))
-    return c
-
-
 def publish(endpoint: str, index: int, messages: int) -> None:
     """Publisher process body: wait for a subscriber, then put ``messages`` spike messages."""
     rng = np.random.default_rng(index)
     inc = int.from_bytes(os.urandom(8), "little")
-    with zenoh.open(zconfig([], [endpoint])) as session:
+    with zenoh.open(make_config(connect=[endpoint])) as session:
         key = P.data_key("brain", f"bench-{index}", P.Kind.SPIKES, "layer")
         pub = session.declare_publisher(
             key,
@@ -262,7 +254,7 @@ def run_sink(name: str, publishers: int, messages: int, timeout: float) -> dict[
     total = publishers * messages
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         sink = SINKS[name](Path(tmp), total)
-        with zenoh.open(zconfig([endpoint], [])) as session:
+        with zenoh.open(make_config(listen=[endpoint])) as session:
             sub = session.declare_subscriber(
                 "brain/*/spikes/*", lambda s: sink.on_sample(str(s.key_expr), s.payload.to_bytes())
             )
