@@ -142,13 +142,12 @@ def _copy_population(reader: SessionReader, name: str, dst: h5py.Group, rows: in
             at += c.times_ms.size
         return n
     at = 0
-    # The merge reads each run at its own pace: slices straight from the file.
-    with h5py.File(reader.path / L.DATA_FILE, "r", locking=False) as f:
-        src = f[L.SPIKES][name]
-        for t, i in _merge_runs(src[L.TIMESTAMPS], src[L.NODE_IDS], runs, rows):
-            out_t[at : at + t.size] = t
-            out_id[at : at + t.size] = i
-            at += t.size
+    # The merge reads each run at its own pace: slices straight from the datasets.
+    src = reader.stream_group(L.SPIKES, node, layer)
+    for t, i in _merge_runs(src[L.TIMESTAMPS], src[L.NODE_IDS], runs, rows):
+        out_t[at : at + t.size] = t
+        out_id[at : at + t.size] = i
+        at += t.size
     return n
 
 
@@ -221,7 +220,6 @@ def export_nwb(
         raise MissingDependencyError("pynwb", "pip install 'recorderd[nwb]'") from exc
     with (
         SessionReader(session_dir) as r,
-        h5py.File(r.path / L.DATA_FILE, "r", locking=False) as f,
         _replacing(Path(out_path)) as partial,
     ):
         start = _session_start(r)
@@ -249,7 +247,7 @@ def export_nwb(
                 for lay in r.layers(node, kind):
                     pop = L.population(node, lay)
                     times = r.frames(node, lay, kind).times_ms  # complete rows only
-                    data = f[kind][pop][L.DATA]
+                    data = r.stream_group(kind, node, lay)[L.DATA]
                     if times.size == 0 or 0 in data.shape:
                         continue  # no neuron selected, or nothing recorded
                     series = f"{kind}_{pop}"

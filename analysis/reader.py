@@ -19,6 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
+from recorderd.journal import JournalError, Replay, replay
+from recorderd.recovery import open_readonly, recover_if_idle
+from recorderd.writer import WriterError
 
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's 64 Ki-row chunks (40 MiB for times, ids and steps together).
@@ -86,9 +89,17 @@ class SessionReader:
         data = self.path / L.DATA_FILE
         if not data.is_file():
             raise NotASessionError(self.path)
+        #: ``clean``, ``recovered`` (a crashed recording, repaired on opening), ``live``
+        #: (being recorded: read up to the last whole chunk) or ``read-only`` (crashed,
+        #: but this process may not repair it: same view as ``live``).
+        self.state = "clean"
+        self._journal: Replay | None = None
         try:
-            self._h5 = h5py.File(data, "r", locking=False)
-        except OSError as exc:
+            self.state, _ = recover_if_idle(self.path)
+            if self.state in ("live", "read-only"):
+                self._journal = replay(self.path / L.JOURNAL_FILE)
+            self._h5 = open_readonly(data)
+        except (OSError, WriterError, JournalError) as exc:
             raise AnalysisError(f"cannot open {data}: {exc}") from exc
         if self._h5.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
             self._h5.close()
@@ -347,12 +358,17 @@ class SessionReader:
         """The session's ``format_version``."""
         return int(self._h5.attrs.get(L.ATTR_FORMAT_VERSION, 0))
 
+    def stream_group(self, kind: str, node_id: str, layer: str) -> h5py.Group:
+        """A stream's group; its datasets as committed (live sessions: with the journal)."""
+        return self._group(kind, node_id, layer)
+
     def _group(self, kind: str, node_id: str, layer: str) -> h5py.Group:
         pop = L.population(node_id, layer)
         try:
-            return self._h5[kind][pop]
+            group = self._h5[kind][pop]
         except KeyError:
             raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
+        return group if self._journal is None else _CommittedGroup(group, self._journal)
 
 
 _FRAME_NAMES: Final = (
@@ -365,7 +381,7 @@ _FRAME_NAMES: Final = (
 
 
 def _frame_rows(g: h5py.Group) -> int:
-    # A live writer appends the five datasets one by one: keep the common rows.
+    # Version 1 writers appended the five datasets one by one: keep the common rows.
     return min(int(g[name].shape[0]) for name in _FRAME_NAMES)
 
 
@@ -404,3 +420,71 @@ def _bisect_left(ds: h5py.Dataset, value: float, lo: int, hi: int) -> int:
         else:
             hi = mid
     return lo + int(np.searchsorted(ds[lo:hi], value, side="left"))
+
+
+class _Committed:
+    """A dataset of a live session as committed: ``main`` rows from HDF5, then the tail.
+
+    Supports what the reader uses: ``shape``, ``dtype``, ``name``, integer and
+    contiguous-slice row keys, optionally followed by keys of the other axes.
+    """
+
+    def __init__(self, ds: h5py.Dataset, main: int, tail: npt.NDArray[Any]) -> None:
+        self._ds = ds
+        self._main = min(main, int(ds.shape[0]))
+        self._tail = tail
+        self.shape = (self._main + int(tail.shape[0]), *ds.shape[1:])
+        self.dtype = ds.dtype
+        self.name = ds.name
+        self.attrs = ds.attrs
+        self.chunks = ds.chunks
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, key: Any) -> Any:
+        rest: tuple[Any, ...] = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        n, main = self.shape[0], self._main
+        if isinstance(key, int | np.integer):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {key} out of range for {n} rows")
+            return self._ds[(i, *rest)] if i < main else self._tail[(i - main, *rest)]
+        if not isinstance(key, slice):
+            raise TypeError(f"unsupported key {key!r}")
+        lo, hi, step = key.indices(n)
+        if step != 1:
+            raise TypeError("only contiguous row slices are supported")
+        hi = max(lo, hi)
+        parts = []
+        if lo < main:
+            parts.append(np.asarray(self._ds[(slice(lo, min(hi, main)), *rest)]))
+        if hi > main:
+            parts.append(np.asarray(self._tail[(slice(max(lo - main, 0), hi - main), *rest)]))
+        if not parts:
+            return np.asarray(self._tail[(slice(0, 0), *rest)])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+class _CommittedGroup:
+    """A stream group of a live session whose appendable datasets are :class:`_Committed`."""
+
+    def __init__(self, group: h5py.Group, journal: Replay) -> None:
+        self._group = group
+        self._journal = journal
+        self.attrs = group.attrs
+        self.name = group.name
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._group
+
+    def __getitem__(self, name: str) -> Any:
+        ds = self._group[name]
+        if not (isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None):
+            return ds
+        tail = self._journal.tails.get(ds.name)
+        if tail is None:  # created after the last journal record: nothing committed
+            return _Committed(ds, 0, np.zeros((0, *ds.shape[1:]), dtype=ds.dtype))
+        return _Committed(ds, tail.main, self._journal.tail(ds.name))

@@ -1,14 +1,19 @@
 """kill -9 recorderd at random moments under load; check every session after each kill.
 
 Each round: start ``recorderd --session crash`` (the same session every round, so a
-restarted recorder must continue the session a crash left behind), start a brain node
-publishing in real time (1 step = 1 ms), SIGKILL recorderd after a random delay,
-stop the node. Then open the session with the analysis reader (no manual step) and
-check, for every run so far, that what is on disk is exactly the start of what the
-node published (same neuron ids, steps 0..K-1, nothing corrupt), and how many ms of
-the run were lost at the kill: the newest step a reference subscriber had seen when
-the kill happened, minus the newest recorded step. Loss must stay within one flush
-interval plus one batching tick.
+restarted recorder must continue the session a crash left behind: it recovers it
+first), start a brain node publishing in real time (1 step = 1 ms), SIGKILL recorderd
+after a random delay, stop the node. One round in five instead kills recorderd 0.1-0.4 s
+after it starts, before it is ready (while it opens or recovers the session), with no
+node running.
+
+After each kill, a copy of the session folder is opened with the analysis reader (no
+manual step: the reader recovers the copy itself) and checked: for every run so far,
+what is on disk is exactly the start of what the node published (same neuron ids,
+steps 0..K-1, nothing corrupt), and how many ms of the run were lost at the kill: the
+newest step a reference subscriber had seen when the kill happened, minus the newest
+recorded step. Loss must stay within one flush interval plus 150 ms. The original
+folder is left as the crash left it, for the next round's recorderd to recover.
 
 Usage: python bench/crash_loop.py [--rounds 10] [--flush-interval 0.5] [--json OUT]
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +39,7 @@ import zenoh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
+from recorderd import layout as L
 from recorderd import protocol as P
 from recorderd.bus import make_config
 
@@ -53,6 +60,24 @@ def wait_log(path: Path, text: str, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{text!r} not in {path} after {timeout} s:\n{path.read_text()}")
+
+
+def startup_kill(i: int, work: Path, session: str, endpoint: str, rng: random.Random) -> float:
+    """Kill recorderd while it starts (opens or recovers the session); the delay."""
+    log = work / f"recorderd-{i}.log"
+    delay = rng.uniform(0.1, 0.4)
+    with open(log, "w") as fh:
+        rec = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "recorderd", "--session", session),
+                *("--recording-dir", str(work), "--listen", endpoint),
+            ],
+            stderr=fh,
+        )
+    time.sleep(delay)
+    rec.send_signal(signal.SIGKILL)
+    rec.wait()
+    return delay
 
 
 def one_round(
@@ -144,14 +169,20 @@ def one_round(
 
 
 def check(work: Path, session: str, rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Open the session as a user would and check every run recorded in it so far."""
+    """Open a copy of the session as a user would; check every run recorded so far."""
     out = []
-    with SessionReader(work / session) as r:
+    copy = work / "checked" / session
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(work / session, copy)
+    with SessionReader(copy) as r:
+        state = r.state
         for layer in r.layers("pfc-0"):  # every dataset must read, not only the one compared
             r.spikes("pfc-0", layer)
             r.frames("pfc-0", layer)
         train = r.spikes("pfc-0", LAYER)
         frames = r.frames("pfc-0", LAYER)
+    if (copy / L.JOURNAL_FILE).exists() or state not in ("recovered", "clean"):
+        raise AssertionError(f"reader left the session {state}, journal still there")
     offsets = np.concatenate([[0], np.cumsum(frames.count.astype(np.int64))]).astype(np.int64)
     for run in rounds:
         # A run killed before its first flush has nothing on disk: all of it is lost.
@@ -164,7 +195,7 @@ def check(work: Path, session: str, rounds: list[dict[str, Any]]) -> list[dict[s
             got = train.neuron_ids[offsets[rows[0]] : offsets[rows[-1] + 1]]
             assert np.array_equal(got, expected), f"round {run['round']}: corrupt spikes"
         lost_ms = run["killed_at_step"] - (n - 1)
-        out.append({**run, "recorded_steps": n, "lost_ms": lost_ms})
+        out.append({**run, "recorded_steps": n, "lost_ms": lost_ms, "reader": state})
     return out
 
 
@@ -186,8 +217,19 @@ def main() -> None:
         session, epoch = "crash-0", 0
         rounds: list[dict[str, Any]] = []
         corrupted: list[dict[str, Any]] = []
+        startup_kills = 0
         for i in range(args.rounds):
             endpoints = (endpoint, ref_endpoint)
+            if i % 5 == 4:
+                delay = startup_kill(i, work, session, endpoint, rng)
+                startup_kills += 1
+                if rounds:
+                    check(work, session, rounds)  # raises if earlier runs were damaged
+                print(
+                    f"round {i}: killed {delay:.3f} s after start; earlier runs intact",
+                    file=sys.stderr,
+                )
+                continue
             rounds.append(one_round(i, work, session, endpoints, args.flush_interval, rng))
             try:
                 checked = check(work, session, rounds)
@@ -213,9 +255,9 @@ def main() -> None:
     worst = max((r["lost_ms"] for r in results), default=0)
     bound = args.flush_interval * 1000 + 150  # one flush interval + batching and bus latency
     print(
-        f"\n{args.rounds} kills: {len(results)} left the session readable and intact, "
-        f"{len(corrupted)} left it unreadable; largest loss when intact {worst} ms "
-        f"(bound {bound:.0f} ms = flush interval + 150 ms)"
+        f"\n{args.rounds} kills ({startup_kills} during start-up): {len(results)} under load "
+        f"left the session readable and intact, {len(corrupted)} left it unreadable; "
+        f"largest loss {worst} ms (bound {bound:.0f} ms = flush interval + 150 ms)"
     )
     results.extend(corrupted)
     if args.json:

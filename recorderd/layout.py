@@ -12,7 +12,9 @@ from typing import Final
 import numpy as np
 
 FORMAT_NAME: Final = "recorderd-session"
-FORMAT_VERSION: Final = 1
+#: 2: HDF5 written with SWMR and libver v110-v114, whole chunks and a journal while
+#: recording (1: no journal; not appended to any more, still read).
+FORMAT_VERSION: Final = 2
 
 # Files of a session directory, as in the recording guide. HDF5 file locking is off:
 # the lock file guards writers.
@@ -21,6 +23,8 @@ CONTROL_FILE: Final = "control_states.jsonl"
 STATISTICS_FILE: Final = "recording_statistics.json"
 PLOTS_DIR: Final = "plots"
 LOCK_FILE: Final = ".recorder.lock"
+#: Rows not yet in a whole chunk, while recording or after a crash (recorderd.journal).
+JOURNAL_FILE: Final = "simulation_data.h5-journal"
 #: Key of presence records (node joins and leaves) in the control log; control-state
 #: records never have it.
 CONTROL_EVENT: Final = "event"

@@ -45,6 +45,7 @@ class Pipeline:
         self._capacity = capacity
         self._flush_interval = flush_interval
         self._min_free_bytes = int(min_free_disk_mb * 1e6)
+        self._last_free: int | None = None
         #: Why the pipeline stopped by itself ("disk_low"), None if asked to stop.
         self.stop_reason: str | None = None
         self._intake: collections.deque[tuple[str, bytes, float]] = collections.deque()
@@ -122,6 +123,8 @@ class Pipeline:
                     break
                 if not handled:
                     time.sleep(IDLE_SLEEP_S)
+            self._sync_counters()
+            recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero
             self.error = exc
             self._intake.clear()
@@ -129,7 +132,8 @@ class Pipeline:
             if isinstance(exc, OSError):
                 # After a failed write HDF5's in-memory state no longer matches the file:
                 # writing more (even to close) could damage what the last flush made
-                # durable. Leave the file as a crash would; readers open it as it is.
+                # durable. Leave the session as a crash would: the next writer or reader
+                # recovers it from the journal.
                 what = "disk full" if exc.errno == errno.ENOSPC else f"I/O error ({exc})"
                 log.error(
                     "%s while writing %s: recording stopped; the session is readable "
@@ -144,15 +148,16 @@ class Pipeline:
                 recorder.finish()
             except BaseException as close_exc:
                 log.error("could not close the session cleanly: %s", close_exc)
-            return
-        self._sync_counters()
-        recorder.finish()
 
     def _disk_low(self) -> bool:
         if not self._min_free_bytes:
             return False
         free = shutil.disk_usage(self.recorder.settings.session_dir).free
-        if free >= self._min_free_bytes:
+        # Keep room for closing (it writes the rows held back from unfinished chunks)
+        # and for one more flush interval at the rate of the last one.
+        growth = max(0, self._last_free - free) if self._last_free is not None else 0
+        self._last_free = free
+        if free >= self._min_free_bytes + self.recorder.writer.tail_bytes + growth:
             return False
         self.stop_reason = "disk_low"
         log.error(

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 DETAILED_REJECTIONS = 10
 #: A stream is written out once its buffered data passes this many bytes.
 MAX_BUFFERED_BYTES = 32 * 1024 * 1024
-#: The statistics attribute inside the HDF5 file is refreshed at most this often.
-FILE_STATISTICS_PERIOD_S = 10.0
 
 
 @dataclass
@@ -72,7 +70,6 @@ class Recorder:
         self._streams: dict[str, _Stream] = {}
         self._control_seq: dict[str, tuple[int, int]] = {}  # node -> (incarnation, next seq)
         self._logged: Counter[str] = Counter()
-        self._last_file_stats = 0.0
         self.started_at = dt.datetime.now(dt.UTC)
 
     def start(self, keep_waiting: Callable[[], bool] | None = None) -> None:
@@ -173,11 +170,7 @@ class Recorder:
         """Write every buffered batch and make the session durable up to here."""
         for stream in self._streams.values():
             self._write(stream)
-        now = dt.datetime.now(dt.UTC).timestamp()
-        into_file = now - self._last_file_stats >= FILE_STATISTICS_PERIOD_S
-        if into_file:
-            self._last_file_stats = now
-        self.writer.flush(self.statistics_document(), into_file=into_file)
+        self.writer.flush(self.statistics_document())
 
     def finish(self) -> None:
         """Write everything, record final statistics and close the session (idempotent)."""

@@ -1,0 +1,199 @@
+"""kill -9 at any moment: the session stays readable, intact up to the last flush.
+
+The journal's own rules (torn and inconsistent records), a writer process killed at
+random moments in the middle of writing whole chunks and journal records, and a short
+run of ``bench/crash_loop.py`` (real recorderd, real brain node, real Zenoh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from analysis.reader import SessionReader
+from recorderd import layout as L
+from recorderd.journal import Entry, Journal, JournalError, replay
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def entry(path: str, main: int, start: int, values: list[int]) -> Entry:
+    return Entry(path, main, start, np.asarray(values, dtype=np.int64))
+
+
+def test_journal_replays_records_in_order(tmp_path: Path) -> None:
+    j = Journal.create(tmp_path / "j", [entry("/a", 0, 0, [1, 2])], fsync=False)
+    j.append([entry("/a", 0, 2, [3]), entry("/b", 0, 0, [7])])
+    j.append([entry("/a", 4, 0, [5])])  # a chunk of 4 rows went into the file
+    j.close()
+    rep = replay(tmp_path / "j")
+    assert rep.records == 3 and rep.ignored_bytes == 0
+    assert (rep.tails["/a"].main, rep.tail("/a").tolist()) == (4, [5])
+    assert (rep.tails["/b"].main, rep.tail("/b").tolist()) == (0, [7])
+
+
+def test_a_torn_or_damaged_last_record_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    j = Journal.create(path, [entry("/a", 0, 0, [1])], fsync=False)
+    j.append([entry("/a", 0, 1, [2])])
+    good = path.stat().st_size
+    j.append([entry("/a", 0, 2, [3, 4, 5])])
+    j.close()
+    data = path.read_bytes()
+    for cut in range(good + 1, len(data)):  # a crash at every byte of the last record
+        path.write_bytes(data[:cut])
+        rep = replay(path)
+        assert rep.tail("/a").tolist() == [1, 2] and rep.ignored_bytes == cut - good
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x01  # a damaged row: the CRC catches it
+    path.write_bytes(bytes(flipped))
+    assert replay(path).tail("/a").tolist() == [1, 2]
+
+
+def test_a_record_that_does_not_follow_is_not_applied(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    j = Journal.create(path, [entry("/a", 0, 0, [1, 2])], fsync=False)
+    j.append([entry("/b", 0, 0, [9]), entry("/a", 0, 5, [3])])  # rows 2-4 of /a missing
+    j.append([entry("/a", 0, 2, [3])])
+    j.close()
+    rep = replay(path)
+    assert rep.records == 1 and "/b" not in rep.tails  # all of the bad record or none
+    assert rep.tail("/a").tolist() == [1, 2]
+
+
+def test_not_a_journal_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "j").write_bytes(b"hello world, no journal here")
+    with pytest.raises(JournalError, match="not a recorderd journal"):
+        replay(tmp_path / "j")
+
+
+# A writer that appends deterministic spikes (many whole chunks) and membrane rows,
+# flushing every 40 messages, printing what each flush made durable.
+CHILD = r"""
+import sys, time
+import numpy as np
+from recorderd.settings import load_settings
+from recorderd.recorder import Recorder
+from recorderd.pipeline import Pipeline
+from recorderd import protocol as P
+
+root, run = sys.argv[1], int(sys.argv[2])
+settings = load_settings(None, session="s", recording_dir=root, record_membrane=True,
+                         min_free_disk_mb=0)
+recorder = Recorder(settings)
+recorder.start()
+pipe = Pipeline(recorder, prefix="brain", capacity=1000, flush_interval=60.0)
+print("READY", flush=True)
+for seq in range(1_000_000):
+    ids = np.sort((np.arange(1500, dtype=np.uint32) * 7 + seq * 13 + run) % 4000)
+    pipe.handle("brain/pfc-0/spikes/out", P.encode(P.Kind.SPIKES, incarnation=run + 1, seq=seq,
+                step=seq, time_ms=float(seq), dt_ms=1.0, layer_size=4000, data=ids), time.time())
+    v = (np.arange(64, dtype=np.float32) + seq + run * 1000).astype(np.float32)
+    pipe.handle("brain/pfc-0/membrane/out", P.encode(P.Kind.MEMBRANE, incarnation=run + 1,
+                seq=seq, step=seq, time_ms=float(seq), dt_ms=1.0, layer_size=64, data=v),
+                time.time())
+    if seq % 40 == 39:
+        recorder.flush()
+        print("FLUSHED", seq + 1, flush=True)
+"""
+
+
+def expected_ids(run: int, steps: int) -> np.ndarray:
+    seq = np.arange(steps, dtype=np.int64)[:, None]
+    ids = (np.arange(1500, dtype=np.int64)[None, :] * 7 + seq * 13 + run) % 4000
+    return np.sort(ids, axis=1).ravel().astype(np.uint32)
+
+
+def check_runs(session: Path, flushed: list[int]) -> str:
+    """Every run on disk is the start of what it wrote, at least what it had flushed."""
+    with SessionReader(session) as r:
+        state = r.state
+        frames = r.frames("pfc-0", "out")
+        ids = r.spikes("pfc-0", "out").neuron_ids
+        mframes = r.frames("pfc-0", "out", L.MEMBRANE)
+        _, mem = r.membrane("pfc-0", "out")
+    at = 0
+    for run, least in enumerate(flushed):
+        rows = frames.incarnation == np.uint64(run + 1)
+        steps = frames.steps[rows]
+        n = steps.size
+        assert steps.tolist() == list(range(n)), f"run {run}: steps not 0..{n - 1}"
+        assert least <= n <= least + 40, f"run {run}: {n} steps on disk, {least} flushed"
+        assert np.array_equal(ids[at : at + n * 1500], expected_ids(run, n)), f"run {run}"
+        at += n * 1500
+        mrows = np.flatnonzero(mframes.incarnation == np.uint64(run + 1))
+        assert mframes.steps[mrows].tolist() == list(range(n))
+        want = np.arange(64, dtype=np.float32)[None, :] + np.arange(n)[:, None] + run * 1000
+        assert np.array_equal(mem[mrows], want.astype(np.float32)), f"run {run}: membrane"
+    assert at == ids.size
+    return state
+
+
+def test_writer_killed_at_random_moments_keeps_every_flushed_row(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    flushed: list[int] = []
+    for run in range(5):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(run)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "READY"
+        deadline = time.monotonic() + rng.uniform(0.3, 2.0)
+        last = 0
+        while time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if line.startswith("FLUSHED"):
+                last = int(line.split()[1])
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        for line in child.stdout.read().splitlines():  # printed before it died
+            if line.startswith("FLUSHED"):
+                last = int(line.split()[1])
+        child.stdout.close()
+        flushed.append(last)
+        assert last >= 40, "the kill came before any flush: make the run longer"
+        # A reader recovers a copy (no manual step); the next writer recovers the original.
+        copy = tmp_path / f"copy-{run}"
+        shutil.copytree(tmp_path / "s", copy)
+        assert (copy / L.JOURNAL_FILE).exists()
+        assert check_runs(copy, flushed) == "recovered"
+        assert not (copy / L.JOURNAL_FILE).exists()
+        with h5py.File(copy / L.DATA_FILE, "r") as f:  # a plain HDF5 file again
+            assert f[L.SPIKES]["pfc-0.out"][L.TIMESTAMPS].shape[0] >= last * 1500
+    # Total: several whole 64 Ki-row chunks per run, so chunk writes were interrupted too.
+    assert sum(flushed) * 1500 > 5 * L.SPIKE_CHUNK
+    with SessionReader(tmp_path / "s") as r:
+        assert r.metadata()[L.ATTR_RECORDER_RUNS] == 5
+
+
+def test_crash_loop_bench_smoke(tmp_path: Path) -> None:
+    """The bench's kill -9 loop, short: 4 kills under load and 1 during start-up."""
+    out = tmp_path / "crash.json"
+    done = subprocess.run(
+        [sys.executable, "bench/crash_loop.py", "--rounds", "5", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    print(done.stdout, done.stderr[-3000:])
+    assert done.returncode == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 4 and all("error" not in r for r in results)
+    assert all(r["lost_ms"] <= 650 for r in results)
+    assert {r["reader"] for r in results} == {"recovered"}
