@@ -8,6 +8,8 @@ block readers). All names come from :mod:`recorderd.layout`.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,18 @@ import numpy.typing as npt
 
 from recorderd import layout as L
 from recorderd.journal import JournalError, Replay, replay
-from recorderd.recovery import open_readonly, recover_if_idle
-from recorderd.writer import WriterError
+from recorderd.recovery import SessionState, open_readonly, recover_if_idle
 
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's 64 Ki-row chunks (40 MiB for times, ids and steps together).
 DEFAULT_CHUNK_ROWS: Final = 32 * L.SPIKE_CHUNK
+#: How long a reader waits for a live session's journal to appear or a closing one's to go.
+JOURNAL_WAIT_S: Final = 2.0
 #: Rows per slice when reading membrane data or a weight matrix piecewise.
 _DATA_BLOCK_ELEMENTS: Final = 1 << 22
+
+
+log = logging.getLogger(__name__)
 
 
 class AnalysisError(Exception):
@@ -92,14 +98,18 @@ class SessionReader:
         #: ``clean``, ``recovered`` (a crashed recording, repaired on opening), ``live``
         #: (being recorded: read up to the last whole chunk) or ``read-only`` (crashed,
         #: but this process may not repair it: same view as ``live``).
-        self.state = "clean"
+        self.state: SessionState = "clean"
         self._journal: Replay | None = None
         try:
-            self.state, _ = recover_if_idle(self.path)
-            if self.state in ("live", "read-only"):
-                self._journal = replay(self.path / L.JOURNAL_FILE)
+            self._open_journal()
             self._h5 = open_readonly(data)
-        except (OSError, WriterError, JournalError) as exc:
+            if self._journal is None and self._h5.swmr_mode:
+                # A recorder started on the session meanwhile: read it as live, the
+                # journal first and then the file (never older than the journal).
+                self._h5.close()
+                self._open_journal()
+                self._h5 = open_readonly(data)
+        except (OSError, ValueError, RuntimeError) as exc:
             raise AnalysisError(f"cannot open {data}: {exc}") from exc
         if self._h5.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
             self._h5.close()
@@ -108,6 +118,27 @@ class SessionReader:
         if version > L.FORMAT_VERSION:
             self._h5.close()
             raise UnsupportedFormatError(self.path, version)
+
+    def _open_journal(self) -> None:
+        """Recover a crashed session, or replay a live one's journal to read through it."""
+        deadline = time.monotonic() + JOURNAL_WAIT_S
+        while True:
+            self.state, _ = recover_if_idle(self.path)
+            if self.state not in ("live", "read-only"):
+                return
+            try:
+                self._journal = replay(self.path / L.JOURNAL_FILE)
+                return
+            except FileNotFoundError:
+                # A writer that is closing (journal just deleted) or opening (journal
+                # not yet written): look again shortly.
+                if time.monotonic() > deadline:
+                    log.warning("%s: no journal; reading whole chunks only", self.path)
+                    return
+                time.sleep(0.05)
+            except JournalError as exc:
+                log.warning("%s: reading whole chunks only: %s", self.path, exc)
+                return
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -430,8 +461,10 @@ class _Committed:
     """
 
     def __init__(self, ds: h5py.Dataset, main: int, tail: npt.NDArray[Any]) -> None:
+        if main > ds.shape[0]:
+            raise AnalysisError(f"{ds.name}: the journal commits {main} rows, the file has fewer")
         self._ds = ds
-        self._main = min(main, int(ds.shape[0]))
+        self._main = main
         self._tail = tail
         self.shape = (self._main + int(tail.shape[0]), *ds.shape[1:])
         self.dtype = ds.dtype

@@ -23,7 +23,7 @@ import h5py
 
 from recorderd import layout as L
 from recorderd.journal import JournalError, Replay, replay
-from recorderd.superblock import clear_status_flags
+from recorderd.superblock import clear_status_flags, status_flags
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,19 @@ def release_lock(fd: int) -> None:
 def recover_if_idle(session_dir: Path) -> tuple[SessionState, dict[str, int] | None]:
     """For readers: recover a crashed session unless a writer holds it.
 
-    ``clean``: no journal. ``recovered``: journal applied (what :func:`recover` found).
-    ``live``: a writer holds the session. ``read-only``: a journal, but this process
-    cannot take the lock (no write permission): left as it is.
+    ``clean``: closed cleanly. ``recovered``: a killed writer's journal applied, or
+    only its "open for write" flags cleared (killed before it wrote a journal).
+    ``live``: a writer holds the session. ``read-only``: left by a crash, but this
+    process may not or cannot recover it (no write permission, no room, an unusable
+    journal): left exactly as it is.
     """
-    if not (session_dir / L.JOURNAL_FILE).exists():
+    data = session_dir / L.DATA_FILE
+    journal = (session_dir / L.JOURNAL_FILE).exists()
+    try:
+        flagged = status_flags(data) != 0
+    except (OSError, ValueError):
+        flagged = False  # not HDF5, or unreadable: opening it says why
+    if not journal and not flagged:
         return "clean", None
     try:
         fd = try_lock(session_dir)
@@ -72,13 +80,17 @@ def recover_if_idle(session_dir: Path) -> tuple[SessionState, dict[str, int] | N
     if fd is None:
         return "live", None
     try:
-        found = recover(session_dir)
-    except OSError as exc:
+        if journal:
+            found = recover(session_dir)
+            return ("recovered", found) if found is not None else ("clean", None)
+        clear_status_flags(data)
+        log.warning("%s: cleared the flags of a recorder killed before its journal", data)
+        return "recovered", {"datasets": 0, "rows": 0, "ignored_bytes": 0}
+    except (OSError, ValueError, JournalError) as exc:
         log.warning("reading %s as it is, without recovering it: %s", session_dir, exc)
         return "read-only", None
     finally:
         release_lock(fd)
-    return ("recovered", found) if found is not None else ("clean", None)
 
 
 def open_readonly(path: Path, attempts: int = 20) -> h5py.File:
@@ -121,7 +133,9 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def recover(session_dir: Path, h5: h5py.File | None = None) -> dict[str, int] | None:
+def recover(
+    session_dir: Path, h5: h5py.File | None = None, *, keep_journal: bool = False
+) -> dict[str, int] | None:
     """Bring a session left by a crash to its state at the last flush; None if clean.
 
     Applies the journal: every appendable dataset is cut to its committed rows and gets
@@ -129,18 +143,15 @@ def recover(session_dir: Path, h5: h5py.File | None = None) -> dict[str, int] | 
     the file. Then deletes the journal. The caller must hold the session lock. With
     ``h5`` (the file already open for writing, not SWMR), works on it and leaves it
     open; without, opens and closes the file itself. Raises ``OSError`` (ENOSPC)
-    before writing anything if the disk lacks the room.
+    before writing anything if the disk lacks the room, and :class:`JournalError` if
+    the journal is unusable (then nothing is changed; the journal is never deleted
+    unless applied). ``keep_journal``: leave it for the caller to replace atomically.
     """
     jpath = session_dir / L.JOURNAL_FILE
     data = session_dir / L.DATA_FILE
     if not jpath.exists():
         return None
-    try:
-        rep = replay(jpath)
-    except JournalError as exc:
-        log.error("journal unusable, datasets kept as they are: %s", exc)
-        jpath.unlink()
-        return {"datasets": 0, "rows": 0, "ignored_bytes": 0}
+    rep = replay(jpath)
     # A write failing half-way would leave HDF5 unable even to close the file: check
     # first that the tails fit (uncompressed, plus room for metadata).
     need = sum(rep.tail(p).nbytes for p in rep.tails) + RECOVERY_HEADROOM_BYTES
@@ -154,23 +165,27 @@ def recover(session_dir: Path, h5: h5py.File | None = None) -> dict[str, int] | 
     if h5 is None:
         clear_status_flags(data)
         with h5py.File(data, "a", libver=LIBVER, locking=False) as f:
-            result = _apply(session_dir, f, rep)
+            result = _apply(session_dir, f, rep, keep_journal)
         fsync_path(data)
         return result
-    return _apply(session_dir, h5, rep)
+    return _apply(session_dir, h5, rep, keep_journal)
 
 
-def _apply(session_dir: Path, h5: h5py.File, rep: Replay) -> dict[str, int]:
+def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) -> dict[str, int]:
     jpath = session_dir / L.JOURNAL_FILE
     data = session_dir / L.DATA_FILE
+    datasets = list(appendable_datasets(h5))
+    for ds in datasets:  # check everything before changing anything
+        tail = rep.tails.get(ds.name)
+        if tail is not None and tail.main > ds.shape[0]:
+            raise JournalError(
+                f"{jpath}: {ds.name} has {ds.shape[0]} rows, the journal says {tail.main}"
+            )
     rows = 0
     count = 0
-    for ds in list(appendable_datasets(h5)):
+    for ds in datasets:
         tail = rep.tails.get(ds.name)
         main = tail.main if tail is not None else 0
-        if main > ds.shape[0]:
-            log.error("%s: journal says %d rows, file has %d", ds.name, main, ds.shape[0])
-            continue
         ds.resize(main, axis=0)
         if tail is not None and tail.rows:
             ds.resize(main + tail.rows, axis=0)
@@ -182,7 +197,8 @@ def _apply(session_dir: Path, h5: h5py.File, rep: Replay) -> dict[str, int]:
         h5[L.METADATA].attrs[L.ATTR_STATISTICS] = stats.read_text(encoding="utf-8").strip()
     h5.flush()
     fsync_path(data)
-    jpath.unlink()
+    if not keep_journal:
+        jpath.unlink()
     log.warning(
         "recovered %s after a crash: %d datasets, %d rows from the journal%s",
         session_dir,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Final
+from typing import BinaryIO, Final
 
 SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
 M: Final = 0xFFFFFFFF
@@ -76,6 +76,28 @@ def lookup3_hashlittle(data: bytes, initval: int = 0) -> int:
     return c
 
 
+def _find_superblock(fh: BinaryIO, size: int) -> int:
+    base = 0
+    while True:  # the superblock sits at 0, 512, 1024, ... (after a user block)
+        fh.seek(base)
+        if fh.read(8) == SIGNATURE:
+            return base
+        base = 512 if base == 0 else base * 2
+        if base >= size:
+            raise ValueError("not an HDF5 file")
+
+
+def status_flags(path: str | os.PathLike[str]) -> int:
+    """The superblock's status flags (0: closed cleanly, or a v0/v1 superblock)."""
+    with open(path, "rb") as fh:
+        base = _find_superblock(fh, os.fstat(fh.fileno()).st_size)
+        fh.seek(base)
+        hdr = fh.read(12)
+        if len(hdr) < 12:
+            raise ValueError("truncated superblock")
+        return hdr[11] if hdr[8] >= 2 else 0
+
+
 def clear_status_flags(path: str | os.PathLike[str]) -> int:
     """h5clear -s --increment: clear the flags, raise the EOF address; return old flags.
 
@@ -83,14 +105,7 @@ def clear_status_flags(path: str | os.PathLike[str]) -> int:
     """
     with open(path, "r+b") as fh:
         size = os.fstat(fh.fileno()).st_size
-        base = 0
-        while True:  # the superblock sits at 0, 512, 1024, ... (after a user block)
-            fh.seek(base)
-            if fh.read(8) == SIGNATURE:
-                break
-            base = 512 if base == 0 else base * 2
-            if base >= size:
-                raise ValueError("not an HDF5 file")
+        base = _find_superblock(fh, size)
         fh.seek(base)
         hdr = fh.read(12)
         version, so, flags = hdr[8], hdr[9], hdr[11]

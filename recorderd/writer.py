@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
-from recorderd.journal import Entry, Journal
+from recorderd.journal import Entry, Journal, JournalError
 from recorderd.protocol import Kind
 from recorderd.recovery import LIBVER, appendable_datasets, fsync_path, recover, try_lock
 from recorderd.superblock import clear_status_flags
@@ -256,40 +256,34 @@ class SessionWriter:
 
     def _open(self) -> None:
         path = self.session_dir / L.DATA_FILE
-        appending = path.exists()
-        if appending:
-            try:
-                clear_status_flags(path)  # set if a writer was killed; we hold the lock
-            except ValueError as exc:
-                raise WriterError(f"{path}: {exc}") from exc
+        if not path.exists():
+            self._create(path)
+        try:
+            clear_status_flags(path)  # set if a writer was killed; we hold the lock
+        except ValueError as exc:
+            raise WriterError(f"{path}: {exc}") from exc
         self._h5 = h5py.File(path, "a", libver=LIBVER, locking=False)
         root = self._h5
-        if appending:
-            version = int(root.attrs.get(L.ATTR_FORMAT_VERSION, 0))
-            if version != L.FORMAT_VERSION or root.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
-                raise WriterError(
-                    f"{path} is not a {L.FORMAT_NAME} file of version {L.FORMAT_VERSION}; "
-                    "record into a new session"
-                )
-            self.recovered = recover(self.session_dir, root)
-            meta = root[L.METADATA]
-            # Existing streams keep the neurons chosen with the session's first seed.
-            self.subsample_seed = int(meta.attrs[L.ATTR_SUBSAMPLE_SEED])
-            previous = meta.attrs.get(L.ATTR_STATISTICS)
-            self.previous_statistics = json.loads(previous) if previous else None
-        else:
-            root.attrs[L.ATTR_FORMAT] = L.FORMAT_NAME
-            root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION
-            for name in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
-                root.create_group(name)
-            meta = root.create_group(L.METADATA)
-            meta.create_group(L.NODES)
-            meta.attrs[L.ATTR_SESSION] = self.session
-            meta.attrs[L.ATTR_START_TIME] = _utc_now()
-            meta.attrs[L.ATTR_RECORDER_RUNS] = 0
-            meta.attrs[L.ATTR_SUBSAMPLE_SEED] = self.subsample_seed
-            meta.attrs[L.ATTR_SUBSAMPLING] = self._subsampling_rule
+        version = int(root.attrs.get(L.ATTR_FORMAT_VERSION, 0))
+        if version != L.FORMAT_VERSION or root.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
+            raise WriterError(
+                f"{path} is not a {L.FORMAT_NAME} file of version {L.FORMAT_VERSION}; "
+                "record into a new session"
+            )
+        try:
+            # The journal stays until Journal.create below replaces it atomically.
+            self.recovered = recover(self.session_dir, root, keep_journal=True)
+        except JournalError as exc:
+            raise WriterError(
+                f"{exc}; the session cannot be continued automatically. Its rows up to "
+                f"the last flush are in the journal: keep a copy of the folder, then "
+                f"move {L.JOURNAL_FILE} aside to continue without them"
+            ) from exc
         meta = root[L.METADATA]
+        # Existing streams keep the neurons chosen with the session's first seed.
+        self.subsample_seed = int(meta.attrs[L.ATTR_SUBSAMPLE_SEED])
+        previous = meta.attrs.get(L.ATTR_STATISTICS)
+        self.previous_statistics = json.loads(previous) if previous else None
         meta.attrs[L.ATTR_RECORDER_RUNS] = int(meta.attrs[L.ATTR_RECORDER_RUNS]) + 1
         meta.attrs[L.ATTR_RECORDER_CONFIG] = self._config_json
         meta.attrs[L.ATTR_STOP_TIME] = ""
@@ -308,6 +302,25 @@ class SessionWriter:
         root.swmr_mode = True
         self._swmr = True
         self._control = open(self.session_dir / L.CONTROL_FILE, "a", encoding="utf-8")  # noqa: SIM115
+
+    def _create(self, path: Path) -> None:
+        """A new session file, built under a temporary name and renamed into place."""
+        tmp = path.with_name(path.name + ".creating")
+        with h5py.File(tmp, "w", libver=LIBVER, locking=False) as root:
+            root.attrs[L.ATTR_FORMAT] = L.FORMAT_NAME
+            root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION
+            for name in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
+                root.create_group(name)
+            meta = root.create_group(L.METADATA)
+            meta.create_group(L.NODES)
+            meta.attrs[L.ATTR_SESSION] = self.session
+            meta.attrs[L.ATTR_START_TIME] = _utc_now()
+            meta.attrs[L.ATTR_RECORDER_RUNS] = 0
+            meta.attrs[L.ATTR_SUBSAMPLE_SEED] = self.subsample_seed
+            meta.attrs[L.ATTR_SUBSAMPLING] = self._subsampling_rule
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(self.session_dir)
 
     def finish(self, statistics: dict[str, Any] | None = None) -> None:
         """Write everything, stamp the stop time, close, delete the journal (idempotent)."""
@@ -331,7 +344,8 @@ class SessionWriter:
                 if self._journal is not None:
                     self._journal.remove()  # every row is in the file now
         finally:
-            self._h5 = None
+            # After a failure self._h5 stays referenced: dropping it would close the
+            # file, and closing writes (the caller abandons the session instead).
             if self._journal is not None:
                 self._journal.close()
             if self._control is not None:

@@ -24,6 +24,8 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd import layout as L
 from recorderd.journal import Entry, Journal, JournalError, replay
+from recorderd.recorder import Recorder
+from recorderd.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,3 +199,76 @@ def test_crash_loop_bench_smoke(tmp_path: Path) -> None:
     assert len(results) == 4 and all("error" not in r for r in results)
     assert all(r["lost_ms"] <= 650 for r in results)
     assert {r["reader"] for r in results} == {"recovered"}
+
+
+def killed_writer(root: Path, flushes: int = 3) -> None:
+    """Leave session ``root/s`` as a writer killed after ``flushes`` flushes."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), "0"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("FLUSHED") and int(line.split()[1]) >= 40 * flushes:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+
+
+def test_an_unusable_journal_is_kept_and_the_session_read_as_it_is(tmp_path: Path) -> None:
+    killed_writer(tmp_path)
+    journal = tmp_path / "s" / L.JOURNAL_FILE
+    data = bytearray(journal.read_bytes())
+    data[12:16] = (99).to_bytes(4, "little")  # a journal version this reader does not know
+    journal.write_bytes(bytes(data))
+    with SessionReader(tmp_path / "s") as r:
+        assert r.state == "read-only"
+        assert r.spikes("pfc-0", "out").neuron_ids.size % 1500 == 0  # whole messages only
+    assert journal.read_bytes() == bytes(data)  # never deleted, never changed
+    done = subprocess.run(
+        [sys.executable, "-m", "recorderd", "--session", "s", "--recording-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert "cannot be continued automatically" in done.stderr
+    assert journal.read_bytes() == bytes(data)
+
+
+def test_a_writer_killed_before_its_journal_leaves_a_readable_session(tmp_path: Path) -> None:
+    session = tmp_path / "s"
+    killed_writer(tmp_path)
+    with SessionReader(session) as r:
+        assert r.state == "recovered"
+        n = r.spikes("pfc-0", "out").neuron_ids.size
+    # The next writer is killed right after opening the file for writing, before the
+    # journal exists: the file keeps its "open for write" flags and no journal.
+    code = (
+        "import h5py, os\n"
+        f"f = h5py.File({str(session / L.DATA_FILE)!r}, 'a', libver=('v110', 'v114'),"
+        " locking=False)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    with pytest.raises(OSError):
+        h5py.File(session / L.DATA_FILE, "r", locking=False).close()
+    with SessionReader(session) as r:
+        assert r.state == "recovered" and r.spikes("pfc-0", "out").neuron_ids.size == n
+    with h5py.File(session / L.DATA_FILE, "r", locking=False) as f:  # flags cleared
+        assert f[L.SPIKES]["pfc-0.out"][L.NODE_IDS].shape == (n,)
+
+
+def test_a_new_session_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    session = tmp_path / "s"
+    session.mkdir()
+    # What a writer killed while creating the file leaves: a partial temporary file.
+    (session / (L.DATA_FILE + ".creating")).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
+    settings = load_settings(None, session="s", recording_dir=tmp_path)
+    recorder = Recorder(settings)
+    recorder.start()
+    recorder.finish()
+    assert not (session / (L.DATA_FILE + ".creating")).exists()
+    with SessionReader(session) as r:
+        assert r.state == "clean" and r.metadata()[L.ATTR_RECORDER_RUNS] == 1
