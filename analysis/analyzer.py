@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from analysis.scan import (
     auto_bin_ms,
 )
 from recorderd import layout as L
+from recorderd.closing import ClosesOnExit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,7 +39,7 @@ UIntArray = npt.NDArray[np.uint32]
 __all__ = ["ControlSpan", "PopulationInfo", "PopulationScan", "SimulationAnalyzer"]
 
 
-class SimulationAnalyzer:
+class SimulationAnalyzer(ClosesOnExit):
     """Analysis of one recorded session: the recording guide's API plus out-of-core access.
 
     Opens finished sessions, sessions still being written and sessions left by a
@@ -59,17 +59,6 @@ class SimulationAnalyzer:
         if not self._closed:
             self._closed = True
             self.reader.close()
-
-    def __enter__(self) -> SimulationAnalyzer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the guide's API -----------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 import h5py
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
+from recorderd.closing import ClosesOnExit
 from recorderd.journal import JournalError, Replay, replay
 from recorderd.recovery import SessionState, open_readonly, recover_if_idle
 
@@ -87,7 +87,7 @@ class MembraneTraces:
     data_mv: npt.NDArray[np.float32]
 
 
-class SessionReader:
+class SessionReader(ClosesOnExit):
     """Read-only view of one session folder."""
 
     def __init__(self, session_dir: str | Path) -> None:
@@ -123,7 +123,7 @@ class SessionReader:
         """Recover a crashed session, or replay a live one's journal to read through it."""
         deadline = time.monotonic() + JOURNAL_WAIT_S
         while True:
-            self.state, _ = recover_if_idle(self.path)
+            self.state = recover_if_idle(self.path)
             if self.state not in ("live", "read-only"):
                 return
             try:
@@ -143,17 +143,6 @@ class SessionReader:
     def close(self) -> None:
         """Close the file (idempotent)."""
         self._h5.close()
-
-    def __enter__(self) -> SessionReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- what is there ---------------------------------------------------------------
 

@@ -19,22 +19,12 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from recorderd import layout as L
+from recorderd.stats import COUNTERS  # summed over recorder runs; first/last_step: min/max
 
 if TYPE_CHECKING:
     from analysis.analyzer import SimulationAnalyzer
     from analysis.scan import PopulationScan
 
-#: Stream counters summed over recorder runs (``first_step``/``last_step``: min/max).
-COUNTERS: Final = (
-    "received",
-    "written",
-    "dropped",
-    "missing",
-    "duplicates",
-    "restarts",
-    "spikes_received",
-    "spikes_written",
-)
 _INTEGRITY_COLUMNS: Final = ("received", "written", "missing", "duplicates", "restarts", "dropped")
 
 

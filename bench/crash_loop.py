@@ -62,18 +62,29 @@ def wait_log(path: Path, text: str, timeout: float) -> None:
     raise RuntimeError(f"{text!r} not in {path} after {timeout} s:\n{path.read_text()}")
 
 
-def startup_kill(i: int, work: Path, session: str, endpoint: str, rng: random.Random) -> float:
-    """Kill recorderd while it starts (opens or recovers the session); the delay."""
+def start_recorderd(
+    i: int, work: Path, session: str, endpoint: str, flush: float
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """recorderd on ``session`` in ``work``, its stderr in ``recorderd-<i>.log``."""
     log = work / f"recorderd-{i}.log"
-    delay = rng.uniform(0.1, 0.4)
     with open(log, "w") as fh:
         rec = subprocess.Popen(
             [
                 *(sys.executable, "-m", "recorderd", "--session", session),
                 *("--recording-dir", str(work), "--listen", endpoint),
+                *("--flush-interval", str(flush)),
             ],
             stderr=fh,
         )
+    return rec, log
+
+
+def startup_kill(
+    i: int, work: Path, session: str, endpoint: str, flush: float, rng: random.Random
+) -> float:
+    """Kill recorderd while it starts (opens or recovers the session); the delay."""
+    delay = rng.uniform(0.1, 0.4)
+    rec, _ = start_recorderd(i, work, session, endpoint, flush)
     time.sleep(delay)
     rec.send_signal(signal.SIGKILL)
     rec.wait()
@@ -84,24 +95,7 @@ def one_round(
     i: int, work: Path, session: str, endpoints: tuple[str, str], flush: float, rng: random.Random
 ) -> dict[str, Any]:
     endpoint, ref_endpoint = endpoints
-    log = work / f"recorderd-{i}.log"
-    with open(log, "w") as fh:
-        rec = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorderd",
-                "--session",
-                session,
-                "--recording-dir",
-                str(work),
-                "--listen",
-                endpoint,
-                "--flush-interval",
-                str(flush),
-            ],
-            stderr=fh,
-        )
+    rec, log = start_recorderd(i, work, session, endpoint, flush)
     wait_log(log, "ready", 30)
     # Reference subscriber: the newest step of this run's stream seen on the bus.
     newest = {"step": -1, "incarnation": -1}
@@ -221,7 +215,7 @@ def main() -> None:
         for i in range(args.rounds):
             endpoints = (endpoint, ref_endpoint)
             if i % 5 == 4:
-                delay = startup_kill(i, work, session, endpoint, rng)
+                delay = startup_kill(i, work, session, endpoint, args.flush_interval, rng)
                 startup_kills += 1
                 if rounds:
                     check(work, session, rounds)  # raises if earlier runs were damaged

@@ -12,13 +12,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from recorderd.closing import ClosesOnExit
 from recorderd.protocol import (
     ControlState,
     Kind,
@@ -79,7 +79,7 @@ class RecorderConfig(BaseModel):
         )
 
 
-class SimulationRecorder:
+class SimulationRecorder(ClosesOnExit):
     """Record spikes, membranes, weights and control states from inside a simulation.
 
     With ``enable_recording=False`` every method is a cheap no-op. Thread-safe: calls
@@ -232,17 +232,6 @@ class SimulationRecorder:
         """Write everything and close the session (idempotent)."""
         with self._lock:
             self._stop("closed")
-
-    def __enter__(self) -> SimulationRecorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals ---------------------------------------------------------------------
 

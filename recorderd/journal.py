@@ -73,7 +73,9 @@ class Tail:
     def array(self, dtype: np.dtype[Any], row_shape: tuple[int, ...]) -> npt.NDArray[Any]:
         if not self.parts:
             return np.zeros((0, *row_shape), dtype=dtype)
-        return np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
+        if len(self.parts) > 1:  # joined once: readers ask for a tail again and again
+            self.parts = [np.concatenate(self.parts)]
+        return self.parts[0]
 
 
 @dataclass
@@ -145,7 +147,7 @@ class Journal:
             os.close(fd)
         os.replace(tmp, path)
         if fsync:
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         return cls(path, fd, 1, len(data), fsync)
 
@@ -172,7 +174,7 @@ class Journal:
         self.close()
         self.path.unlink(missing_ok=True)
         if self._fsync:
-            _fsync_dir(self.path.parent)
+            fsync_path(self.path.parent)
 
 
 def replay(path: Path) -> Replay:
@@ -258,7 +260,8 @@ def _apply(
     return True
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (after a rename or unlink in it) by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -22,7 +22,7 @@ from typing import Literal
 import h5py
 
 from recorderd import layout as L
-from recorderd.journal import JournalError, Replay, replay
+from recorderd.journal import JournalError, Replay, fsync_path, replay
 from recorderd.superblock import clear_status_flags, status_flags
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def release_lock(fd: int) -> None:
     os.close(fd)
 
 
-def recover_if_idle(session_dir: Path) -> tuple[SessionState, dict[str, int] | None]:
+def recover_if_idle(session_dir: Path) -> SessionState:
     """For readers: recover a crashed session unless a writer holds it.
 
     ``clean``: closed cleanly. ``recovered``: a killed writer's journal applied, or
@@ -72,23 +72,22 @@ def recover_if_idle(session_dir: Path) -> tuple[SessionState, dict[str, int] | N
     except (OSError, ValueError):
         flagged = False  # not HDF5, or unreadable: opening it says why
     if not journal and not flagged:
-        return "clean", None
+        return "clean"
     try:
         fd = try_lock(session_dir)
     except OSError:  # no write permission here
-        return "read-only", None
+        return "read-only"
     if fd is None:
-        return "live", None
+        return "live"
     try:
         if journal:
-            found = recover(session_dir)
-            return ("recovered", found) if found is not None else ("clean", None)
+            return "recovered" if recover(session_dir) is not None else "clean"
         clear_status_flags(data)
         log.warning("%s: cleared the flags of a recorder killed before its journal", data)
-        return "recovered", {"datasets": 0, "rows": 0, "ignored_bytes": 0}
+        return "recovered"
     except (OSError, ValueError, JournalError) as exc:
         log.warning("reading %s as it is, without recovering it: %s", session_dir, exc)
-        return "read-only", None
+        return "read-only"
     finally:
         release_lock(fd)
 
@@ -123,14 +122,6 @@ def appendable_datasets(root: h5py.File) -> Iterator[h5py.Dataset]:
             for ds in group.values():
                 if isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None:
                     yield ds
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def recover(

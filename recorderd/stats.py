@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
+
+#: The summable counters of a stream (``first_step``/``last_step`` are not sums).
+COUNTERS: Final = (
+    "received",
+    "written",
+    "dropped",
+    "missing",
+    "duplicates",
+    "restarts",
+    "spikes_received",
+    "spikes_written",
+)
 
 
 @dataclass(slots=True)
@@ -41,19 +53,7 @@ class Statistics:
     def totals(self) -> dict[str, int]:
         """Sums over all streams, with the guide's ``total_spikes_recorded``."""
         streams = list(self.streams.values())  # may grow on the writer thread meanwhile
-        sums: dict[str, int] = {
-            name: sum(getattr(s, name) for s in streams)
-            for name in (
-                "received",
-                "written",
-                "dropped",
-                "missing",
-                "duplicates",
-                "restarts",
-                "spikes_received",
-                "spikes_written",
-            )
-        }
+        sums: dict[str, int] = {name: sum(getattr(s, name) for s in streams) for name in COUNTERS}
         sums["total_spikes_recorded"] = sums["spikes_written"]
         sums["rejected"] = sum(self.rejected.values())
         sums["intake_dropped"] = self.intake_dropped

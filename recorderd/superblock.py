@@ -26,54 +26,39 @@ def _rot(x: int, k: int) -> int:
     return ((x << k) | (x >> (32 - k))) & M
 
 
+#: lookup3's mix() as six steps ``x[p] -= x[q]; x[p] ^= rot(x[q], k); x[q] += x[r]`` on
+#: x = [a, b, c], and final() as seven ``x[t] ^= x[s]; x[t] -= rot(x[s], k)``.
+_MIX: Final = tuple(
+    ((i % 3, (i + 2) % 3, (i + 1) % 3), k) for i, k in enumerate((4, 6, 8, 16, 19, 4))
+)
+_FINAL: Final = tuple(
+    (((i + 2) % 3, (i + 1) % 3), k) for i, k in enumerate((14, 11, 25, 16, 4, 14, 24))
+)
+
+
+def _add_words(x: list[int], block: bytes) -> None:
+    for w in range(3):
+        x[w] = (x[w] + int.from_bytes(block[4 * w : 4 * w + 4], "little")) & M
+
+
 def lookup3_hashlittle(data: bytes, initval: int = 0) -> int:
     """Bob Jenkins' lookup3 hashlittle, as HDF5's H5_checksum_lookup3."""
-    a = b = c = (0xDEADBEEF + len(data) + initval) & M
+    x = [(0xDEADBEEF + len(data) + initval) & M] * 3
     i, n = 0, len(data)
     while n > 12:
-        a = (a + int.from_bytes(data[i : i + 4], "little")) & M
-        b = (b + int.from_bytes(data[i + 4 : i + 8], "little")) & M
-        c = (c + int.from_bytes(data[i + 8 : i + 12], "little")) & M
-        a = (a - c) & M
-        a ^= _rot(c, 4)
-        c = (c + b) & M
-        b = (b - a) & M
-        b ^= _rot(a, 6)
-        a = (a + c) & M
-        c = (c - b) & M
-        c ^= _rot(b, 8)
-        b = (b + a) & M
-        a = (a - c) & M
-        a ^= _rot(c, 16)
-        c = (c + b) & M
-        b = (b - a) & M
-        b ^= _rot(a, 19)
-        a = (a + c) & M
-        c = (c - b) & M
-        c ^= _rot(b, 4)
-        b = (b + a) & M
+        _add_words(x, data[i : i + 12])
+        for (p, q, r), k in _MIX:
+            x[p] = (x[p] - x[q]) & M
+            x[p] ^= _rot(x[q], k)
+            x[q] = (x[q] + x[r]) & M
         i, n = i + 12, n - 12
     if n == 0:
-        return c
-    tail = data[i : i + n] + b"\x00" * (12 - n)
-    a = (a + int.from_bytes(tail[0:4], "little")) & M
-    b = (b + int.from_bytes(tail[4:8], "little")) & M
-    c = (c + int.from_bytes(tail[8:12], "little")) & M
-    c ^= b
-    c = (c - _rot(b, 14)) & M
-    a ^= c
-    a = (a - _rot(c, 11)) & M
-    b ^= a
-    b = (b - _rot(a, 25)) & M
-    c ^= b
-    c = (c - _rot(b, 16)) & M
-    a ^= c
-    a = (a - _rot(c, 4)) & M
-    b ^= a
-    b = (b - _rot(a, 14)) & M
-    c ^= b
-    c = (c - _rot(b, 24)) & M
-    return c
+        return x[2]
+    _add_words(x, data[i : i + n] + b"\x00" * (12 - n))
+    for (t, s), k in _FINAL:
+        x[t] ^= x[s]
+        x[t] = (x[t] - _rot(x[s], k)) & M
+    return x[2]
 
 
 def _find_superblock(fh: BinaryIO, size: int) -> int:

@@ -36,9 +36,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
-from recorderd.journal import Entry, Journal, JournalError
+from recorderd.journal import Entry, Journal, JournalError, fsync_path
 from recorderd.protocol import Kind
-from recorderd.recovery import LIBVER, appendable_datasets, fsync_path, recover, try_lock
+from recorderd.recovery import LIBVER, appendable_datasets, recover, try_lock
 from recorderd.superblock import clear_status_flags
 
 log = logging.getLogger(__name__)
@@ -223,8 +223,6 @@ class SessionWriter:
         self._control: IO[str] | None = None
         self._lock_fd: int | None = None
         self._finished = False
-        #: What recovery found when this writer reopened a crashed session, else None.
-        self.recovered: dict[str, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -272,7 +270,7 @@ class SessionWriter:
             )
         try:
             # The journal stays until Journal.create below replaces it atomically.
-            self.recovered = recover(self.session_dir, root, keep_journal=True)
+            recover(self.session_dir, root, keep_journal=True)
         except JournalError as exc:
             raise WriterError(
                 f"{exc}; the session cannot be continued automatically. Its rows up to "

@@ -26,6 +26,7 @@ from recorderd import layout as L
 from recorderd.journal import Entry, Journal, JournalError, replay
 from recorderd.recorder import Recorder
 from recorderd.settings import load_settings
+from recorderd.superblock import lookup3_hashlittle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +75,13 @@ def test_a_record_that_does_not_follow_is_not_applied(tmp_path: Path) -> None:
     assert rep.tail("/a").tolist() == [1, 2]
 
 
+def test_superblock_checksum_is_lookup3() -> None:
+    # Bob Jenkins' published test values for hashlittle.
+    assert lookup3_hashlittle(b"") == 0xDEADBEEF
+    assert lookup3_hashlittle(b"Four score and seven years ago") == 0x17770551
+    assert lookup3_hashlittle(b"Four score and seven years ago", 1) == 0xCD628161
+
+
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:
     (tmp_path / "j").write_bytes(b"hello world, no journal here")
     with pytest.raises(JournalError, match="not a recorderd journal"):
@@ -86,6 +94,7 @@ CHILD = r"""
 import sys, time
 import numpy as np
 from recorderd.settings import load_settings
+from recorderd.superblock import lookup3_hashlittle
 from recorderd.recorder import Recorder
 from recorderd.pipeline import Pipeline
 from recorderd import protocol as P
