@@ -37,9 +37,9 @@ __all__ = [
 #: Root attributes of every SONATA HDF5 file (SONATA developer guide, "Common conventions").
 SONATA_MAGIC = 0x0A7A
 SONATA_VERSION = (0, 1)
-#: Rows per slice when copying spikes: 2 Mi rows (32 source chunks) keep the working
-#: set near 100 MB whatever the session size.
-COPY_ROWS = 32 * L.SPIKE_CHUNK
+#: Rows per slice when copying spikes: 2 Mi rows (whole source chunks of every format
+#: version) keep the working set near 100 MB whatever the session size.
+COPY_ROWS = 1 << 21
 
 FloatArray = npt.NDArray[np.float64]
 

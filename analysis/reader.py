@@ -25,8 +25,8 @@ from recorderd.journal import JournalError, Replay, replay
 from recorderd.recovery import SessionState, open_readonly, recover_if_idle
 
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
-#: writer's 64 Ki-row chunks (40 MiB for times, ids and steps together).
-DEFAULT_CHUNK_ROWS: Final = 32 * L.SPIKE_CHUNK
+#: writer's chunks of every format version (40 MiB for times, ids and steps together).
+DEFAULT_CHUNK_ROWS: Final = 1 << 21
 #: How long a reader waits for a live session's journal to appear or a closing one's to go.
 JOURNAL_WAIT_S: Final = 2.0
 #: Rows per slice when reading membrane data or a weight matrix piecewise.
@@ -188,10 +188,26 @@ class SessionReader(ClosesOnExit):
     def recorded_neurons(
         self, node_id: str, layer: str, kind: str = L.SPIKES
     ) -> npt.NDArray[np.uint32]:
-        """Indices of the neurons that were recorded (after subsampling)."""
-        return np.asarray(
-            self._group(kind, node_id, layer)[L.RECORDED_NEURONS][()], dtype=np.uint32
-        )
+        """Indices of the neurons that were recorded (after subsampling).
+
+        A stream without a ``recorded_neurons`` dataset (format 3) records every neuron of
+        its layer; weights record no neuron list.
+        """
+        group = self._group(kind, node_id, layer)
+        if L.RECORDED_NEURONS in group:
+            return np.asarray(group[L.RECORDED_NEURONS][()], dtype=np.uint32)
+        if kind == L.WEIGHTS:
+            return np.zeros(0, dtype=np.uint32)
+        return np.arange(self.recorded_count(node_id, layer, kind), dtype=np.uint32)
+
+    def recorded_count(self, node_id: str, layer: str, kind: str = L.SPIKES) -> int:
+        """How many neurons were recorded, without reading their list."""
+        group = self._group(kind, node_id, layer)
+        if L.RECORDED_NEURONS in group:
+            return int(group[L.RECORDED_NEURONS].shape[0])
+        if kind == L.WEIGHTS:
+            return 0
+        return int(np.atleast_1d(group.attrs[L.ATTR_LAYER_SIZE])[0])
 
     def storage_bytes(self, kind: str = L.SPIKES) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the file."""

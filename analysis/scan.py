@@ -58,12 +58,13 @@ class PopulationInfo:
 
     @property
     def duration_ms(self) -> float:
-        """Recorded time: first to last step inclusive, ``(last - first + 1) * dt_ms``.
+        """Recorded time: first to last step inclusive, ``(last - first + 1) * dt``.
 
         Summed over the node's incarnations: a restarted node counts its steps again
-        from 0, so its runs overlap in step and time but each lasted its own span.
+        from 0, so its runs overlap in step and time but each lasted its own span, with
+        its own dt (a restarted node may use another step length).
         """
-        return sum((b - a + 1) * self.dt_ms for a, b, _, _ in self.runs)
+        return sum(t1 - t0 for _, _, t0, t1 in self.runs)
 
 
 @dataclass
@@ -290,9 +291,11 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         seq = fr.seq[mine].astype(np.int64)
         missing += int(seq.max()) - int(seq.min()) + 1 - int(seq.size)
         steps, times = fr.steps[mine], fr.times_ms[mine]
-        runs.append(
-            (int(steps.min()), int(steps.max()), float(times.min()), float(times.max()) + dt)
-        )
+        a, b = int(steps.min()), int(steps.max())
+        t0, t1 = float(times.min()), float(times.max())
+        # This run's own step length (a restart may change dt); the attribute's otherwise.
+        run_dt = (t1 - t0) / (b - a) if b > a else dt
+        runs.append((a, b, t0, t1 + run_dt))
     runs.sort(key=lambda r: r[2])
     empty = fr.steps.size == 0
     return PopulationInfo(
@@ -308,7 +311,7 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         first_step=None if empty else int(fr.steps.min()),
         last_step=None if empty else int(fr.steps.max()),
         t_start_ms=None if empty else float(fr.times_ms.min()),
-        t_stop_ms=None if empty else float(fr.times_ms.max()) + dt,
+        t_stop_ms=None if empty else max(r[3] for r in runs),
         missing_messages=missing,
         runs=tuple(runs),
     )

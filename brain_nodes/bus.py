@@ -13,6 +13,8 @@ from typing import Any
 
 import zenoh
 
+from recorderd.protocol import is_safe_name
+
 DEFAULT_MODE = "peer"
 DEFAULT_CONNECT = ("tcp/127.0.0.1:7447",)
 MODES = ("peer", "client", "router")
@@ -155,15 +157,16 @@ class Bus:
         except zenoh.ZError as exc:
             raise BusError(f"cannot declare liveliness token {key}: {exc}") from None
 
-    def flush_barrier(self, key: str, timeout_s: float) -> int:
-        """Query ``key`` and wait for the replies: how many recorders confirmed receipt.
+    def flush_barrier(self, key: str, timeout_s: float) -> list[str]:
+        """Query ``key`` and wait for the replies: the session named by each recorder's answer.
 
         Closing a session drops what is still queued for a slow subscriber; a recorder
-        answers this query only after the samples sent before it have reached it.
+        answers this query only after the samples sent before it have reached it. A reply
+        whose payload names no session counts as ``"?"``.
         """
         try:
             replies = self._session.get(key, timeout=timeout_s)
-            return sum(1 for reply in replies if reply.ok is not None)
+            return [_session_of(r.ok.payload.to_bytes()) for r in replies if r.ok is not None]
         except zenoh.ZError as exc:
             raise BusError(f"flush barrier on {key} failed: {exc}") from None
 
@@ -178,3 +181,13 @@ class Bus:
             self._publications.clear()
         finally:
             self._session.close()  # type: ignore[no-untyped-call]
+
+
+def _session_of(payload: bytes) -> str:
+    """The session a flush-barrier reply names (``{"session": ...}``), ``"?"`` if none."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return "?"
+    name = doc.get("session") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and is_safe_name(name) else "?"

@@ -107,6 +107,9 @@ class Node:
         self.stop_reason = "steps"
         self._last: ControlSnapshot | None = None
         self.flush_confirmations = 0
+        #: The session each confirming recorder named (any process may answer: see
+        #: docs/security.md for the ACL that keeps the flush key to real recorders).
+        self.flush_sessions: list[str] = []
 
     def _stream(self, bus: Bus, kind: Kind, name: str) -> Stream:
         key = data_key(self.opts.prefix, self.opts.node_id, kind, name)
@@ -204,9 +207,12 @@ class Node:
         streams = [*spikes, *membrane, *weights.values(), control]
         if opts.flush_timeout_s > 0 and any(s.pub.matched for s in streams):
             key = flush_key(opts.prefix, opts.node_id)
-            self.flush_confirmations = bus.flush_barrier(key, opts.flush_timeout_s)
+            self.flush_sessions = bus.flush_barrier(key, opts.flush_timeout_s)
+            self.flush_confirmations = len(self.flush_sessions)
             log.info(
-                "%d recorder(s) confirmed receipt of everything sent", self.flush_confirmations
+                "%d recorder(s) confirmed receipt of everything sent: session(s) %s",
+                self.flush_confirmations,
+                ", ".join(sorted(self.flush_sessions)) or "none",
             )
         return streams
 
@@ -223,6 +229,7 @@ class Node:
             "prefix": self.opts.prefix,
             "layer_sizes": dict(zip(self.module.layer_names, self.module.layer_sizes, strict=True)),
             "flush_confirmations": self.flush_confirmations,
+            "flush_sessions": sorted(self.flush_sessions),
             "streams": {s.key: s.summary() for s in streams},
         }
 

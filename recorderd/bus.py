@@ -79,14 +79,19 @@ class Bus:
         """Open the session (blocking; may take a moment while endpoints connect)."""
         self._session = zenoh.open(self._config)
 
-    def subscribe(self, keys: Sequence[str], submit: Callable[[str, bytes], None]) -> None:
-        """Subscribe to ``keys``; each sample goes to ``submit(key, payload)`` on Zenoh's thread."""
+    def subscribe(self, keys: Sequence[str], submit: Callable[[str, bytes | None], None]) -> None:
+        """Subscribe to ``keys``; each sample goes to ``submit(key, payload)`` on Zenoh's thread.
+
+        A DELETE sample (no message) is handed over with ``payload`` None.
+        """
         if self._session is None:
             raise RuntimeError("bus not open")
+        put = zenoh.SampleKind.PUT
 
         def on_sample(sample: zenoh.Sample) -> None:
             # Runs on a Zenoh thread: copy out and hand over, nothing else.
-            submit(str(sample.key_expr), sample.payload.to_bytes())
+            payload = sample.payload.to_bytes() if sample.kind == put else None
+            submit(str(sample.key_expr), payload)
 
         for key in keys:
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))

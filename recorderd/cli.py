@@ -84,6 +84,16 @@ def record(
     config: Annotated[
         Path | None, typer.Option("--config", help="Recorder settings file (TOML)")
     ] = None,
+    max_streams: Annotated[
+        int | None, typer.Option(help="Most streams recorded (data and control) [4096]")
+    ] = None,
+    max_streams_per_node: Annotated[
+        int | None, typer.Option(help="Most streams recorded per node [256]")
+    ] = None,
+    intake_max_mb: Annotated[
+        float | None,
+        typer.Option(help="MB of received payloads queued at most [1/16 of RAM, <= 512]"),
+    ] = None,
     min_free_disk_mb: Annotated[
         float | None, typer.Option(help="Stop cleanly when less is free on the disk, MB [100]")
     ] = None,
@@ -129,6 +139,9 @@ def record(
             log_level=log_level.upper() if log_level else None,
             wait_for_lock=wait_for_lock,
             min_free_disk_mb=min_free_disk_mb,
+            max_streams=max_streams,
+            max_streams_per_node=max_streams_per_node,
+            intake_max_mb=intake_max_mb,
             stop_when_idle=stop_when_idle,
             parent_pid=parent_pid,
         )

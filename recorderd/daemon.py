@@ -30,6 +30,9 @@ MAIN_LOOP_TICK_S = 0.1
 HEARTBEAT_S = 5.0
 #: Seconds over which the per-stream rates of the live status are measured.
 RATE_PERIOD_S = 2.0
+#: After the drain timeout, how long the writer may take to reach a safe point (the end
+#: of a non-SWMR window) before the process exits anyway.
+ABORT_WAIT_S = 60.0
 
 
 class ExitCode(enum.IntEnum):
@@ -52,6 +55,7 @@ class Daemon:
             self.recorder,
             prefix=settings.prefix,
             capacity=settings.intake_capacity,
+            capacity_bytes=int(settings.intake_max_mb * 1e6),
             flush_interval=settings.flush_interval,
             min_free_disk_mb=settings.min_free_disk_mb,
         )
@@ -168,7 +172,8 @@ class Daemon:
 
     def _presence(self, node_id: str, alive: bool) -> None:
         if alive:
-            self._alive.add(node_id)
+            if len(self._alive) < self.settings.max_streams:  # bounded like the streams
+                self._alive.add(node_id)
         else:
             self._alive.discard(node_id)
             if not self._alive:
@@ -203,10 +208,23 @@ class Daemon:
             await asyncio.wait_for(asyncio.shield(worker_done), self.settings.drain_timeout)
         except TimeoutError:
             log.error(
-                "the writer did not finish within %.1f s; exiting anyway",
+                "the writer did not finish within the drain timeout of %.1f s: stopping it at "
+                "its next safe point",
                 self.settings.drain_timeout,
             )
-            self.drain_timed_out = True
+            self.pipeline.abort()
+            try:
+                await asyncio.wait_for(asyncio.shield(worker_done), ABORT_WAIT_S)
+            except TimeoutError:
+                log.error("the writer did not reach a safe point within %.0f s", ABORT_WAIT_S)
+                self.drain_timed_out = True
+                return ExitCode.FAILURE
+        if self.pipeline.aborted:
+            log.error(
+                "session %s left as after a crash: everything up to the last flush is in "
+                "the file and its journal; the next recorderd or sim-analyzer recovers it",
+                self.settings.session_dir,
+            )
             return ExitCode.FAILURE
         late = self.pipeline.abandon()
         if late:
@@ -225,7 +243,7 @@ class Daemon:
             totals["written"],
             totals["rejected"],
             totals["missing"],
-            totals["dropped"] + totals["intake_dropped"],
+            totals["intake_dropped"],  # per-stream "dropped" counts are part of this
         )
         return ExitCode.OK
 

@@ -40,6 +40,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recorderd.safefs import create_exclusive, fsync_path, open_fd, read_bytes, write_all
+
 MAGIC: Final = b"RDJOURNAL\0\0\0"
 VERSION: Final = 1
 RECORD_MAGIC: Final = b"RJRC"
@@ -116,13 +118,6 @@ def _encode(n: int, snapshot: bool, entries: list[Entry]) -> bytes:
     return _RECORD.pack(RECORD_MAGIC, len(body), zlib.crc32(body)) + body
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 class Journal:
     """An open journal, appended to at every flush. Create it with :meth:`create`."""
 
@@ -138,9 +133,9 @@ class Journal:
         """Atomically replace ``path`` by a journal holding ``snapshot``; open it to append."""
         data = _HEADER.pack(MAGIC, VERSION) + _encode(0, True, snapshot)
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = create_exclusive(tmp)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             if fsync:
                 os.fsync(fd)
         finally:
@@ -148,7 +143,7 @@ class Journal:
         os.replace(tmp, path)
         if fsync:
             fsync_path(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = open_fd(path, os.O_WRONLY | os.O_APPEND)
         return cls(path, fd, 1, len(data), fsync)
 
     def append(self, entries: list[Entry]) -> None:
@@ -158,7 +153,7 @@ class Journal:
         if self._fd is None:
             raise JournalError(f"journal {self.path} is closed")
         data = _encode(self._records, False, entries)
-        _write_all(self._fd, data)
+        write_all(self._fd, data)
         if self._fsync:
             os.fsync(self._fd)
         self._records += 1
@@ -179,7 +174,7 @@ class Journal:
 
 def replay(path: Path) -> Replay:
     """Read a journal: each dataset's committed rows, up to the last intact record."""
-    data = path.read_bytes()
+    data = read_bytes(path)
     if len(data) < _HEADER.size:
         raise JournalError(f"{path}: too short for a journal header")
     magic, version = _HEADER.unpack_from(data, 0)
@@ -258,12 +253,3 @@ def _apply(
         tail.rows += int(e.rows.shape[0])
         dtypes[e.path] = (e.rows.dtype, tuple(e.rows.shape[1:]))
     return True
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (after a rename or unlink in it) by path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,9 +12,12 @@ from typing import Final
 import numpy as np
 
 FORMAT_NAME: Final = "recorderd-session"
-#: 2: HDF5 written with SWMR and libver v110-v114, whole chunks and a journal while
-#: recording (1: no journal; not appended to any more, still read).
-FORMAT_VERSION: Final = 2
+#: 3: ``recorded_neurons`` only for subsampled streams (absent: every neuron), capped
+#: ``incarnations``. 2: HDF5 written with SWMR and libver v110-v114, whole chunks and a
+#: journal while recording (appended to, and upgraded to 3). 1: no journal; still read.
+FORMAT_VERSION: Final = 3
+#: Versions the recorder appends to (upgrading the file to FORMAT_VERSION).
+APPENDABLE_VERSIONS: Final = (2, 3)
 
 # Files of a session directory, as in the recording guide. HDF5 file locking is off:
 # the lock file guards writers.
@@ -81,7 +84,10 @@ ATTR_START_TIME: Final = "start_time_utc"  # ISO 8601
 ATTR_STOP_TIME: Final = "stop_time_utc"  # ISO 8601, "" while recording
 ATTR_STATISTICS: Final = "statistics"  # JSON, same content as recording_statistics.json
 ATTR_MODULE_TYPE: Final = "module_type"
-ATTR_INCARNATIONS: Final = "incarnations"  # uint64 array of node incarnations seen
+ATTR_INCARNATIONS: Final = "incarnations"  # uint64 array: the node's first incarnations seen
+ATTR_INCARNATIONS_TOTAL: Final = "incarnations_total"  # int: all incarnations seen
+#: Incarnations listed per node at most (a node restarting without end is counted only).
+MAX_NODE_INCARNATIONS: Final = 1024
 ATTR_RECORDER_RUNS: Final = "recorder_runs"  # int: how many recorder runs appended
 
 TIME_DTYPE: Final = np.dtype("<f8")
@@ -95,10 +101,11 @@ UNITS_TIME: Final = "ms"
 UNITS_MEMBRANE: Final = "mV"
 UNITS_WEIGHTS: Final = "1"  # dimensionless synaptic efficacy
 
-#: Rows per chunk of 1-D per-spike datasets: 512 KiB of float64.
-SPIKE_CHUNK: Final = 65536
+#: Rows per chunk of 1-D per-spike datasets: 128 KiB of float64. A stream holds at most
+#: one unfinished chunk of each dataset in memory, so this bounds its memory.
+SPIKE_CHUNK: Final = 16384
 #: Rows per chunk of per-message index datasets.
-FRAME_CHUNK: Final = 16384
+FRAME_CHUNK: Final = 4096
 #: Target bytes per chunk of membrane and weight data.
 DATA_CHUNK_BYTES: Final = 512 * 1024
 

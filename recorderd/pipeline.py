@@ -1,31 +1,47 @@
-"""The writer thread: bounded intake from the bus, decoding, and the recorder core.
+"""The writer thread: fair bounded intake from the bus, decoding, and the recorder core.
 
-Zenoh calls :meth:`Pipeline.submit` on its own threads; it only appends to a
-bounded deque (never blocks). One thread runs :meth:`Pipeline.run`: it decodes,
-validates, hands messages to the :class:`~recorderd.recorder.Recorder` and flushes
-every ``flush_interval`` seconds. Nothing else touches the session files.
+Zenoh calls :meth:`Pipeline.submit` on its own threads; it only queues the sample in
+the :class:`~recorderd.intake.Intake` (bounded in messages and bytes, fair between
+nodes; never blocks for long). One thread runs :meth:`Pipeline.run`: it takes samples
+in bounded batches, decodes, validates, hands messages to the
+:class:`~recorderd.recorder.Recorder`, and flushes every ``flush_interval`` seconds
+(checked after every batch, so the time between flushes stays bounded whatever the
+load). Nothing else touches the session files.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import shutil
 import threading
 import time
+from typing import Final
 
-from recorderd.protocol import ProtocolError, StreamKey, decode, decode_control, parse_key
+from recorderd.intake import Intake
+from recorderd.protocol import (
+    SEQUENCED_REASONS,
+    ProtocolError,
+    Reason,
+    StreamKey,
+    decode,
+    decode_control,
+    parse_key,
+)
 from recorderd.recorder import Recorder
+from recorderd.writer import WriteAborted
 
 log = logging.getLogger(__name__)
 
 #: Parsed key expressions kept; beyond this, keys are parsed every time.
-KEY_CACHE_SIZE = 4096
+KEY_CACHE_SIZE: Final = 4096
 #: Intake key of node join/leave events; no key expression can equal it.
-PRESENCE_KEY = "\0presence"
+PRESENCE_KEY: Final = "\0presence"
 #: How long the writer thread sleeps when the intake is empty.
-IDLE_SLEEP_S = 0.002
+IDLE_SLEEP_S: Final = 0.002
+#: Samples (and payload bytes) handled between two looks at the clock.
+BATCH_MESSAGES: Final = 512
+BATCH_BYTES: Final = 16 << 20
 
 
 class Pipeline:
@@ -39,66 +55,74 @@ class Pipeline:
         capacity: int,
         flush_interval: float,
         min_free_disk_mb: float = 0.0,
+        capacity_bytes: int = 512 << 20,
     ) -> None:
         self.recorder = recorder
         self._prefix = prefix
-        self._capacity = capacity
         self._flush_interval = flush_interval
         self._min_free_bytes = int(min_free_disk_mb * 1e6)
         self._last_free: int | None = None
         #: Why the pipeline stopped by itself ("disk_low"), None if asked to stop.
         self.stop_reason: str | None = None
-        self._intake: collections.deque[tuple[str, bytes, float]] = collections.deque()
+        self.intake = Intake(capacity, capacity_bytes, prefix)
         self._keys: dict[str, StreamKey] = {}
         self._stopping = threading.Event()
+        self._abort = threading.Event()
+        recorder.writer.should_abort = self._abort.is_set
         self.error: BaseException | None = None
-        self.intake_dropped = 0
-        self._dropped_keys: collections.Counter[str] = collections.Counter()
         self._logged_dropped = 0
         self._logged_rejected = 0
-        self.intake_high_water = 0
         #: time.monotonic() of the last completed flush: the writer's heartbeat.
         self.last_flush = time.monotonic()
+        #: The longest time between two flushes so far (seconds).
+        self.longest_flush_gap = 0.0
 
     # -- called from other threads ---------------------------------------------------
 
-    def submit(self, key: str, payload: bytes) -> None:
-        """Queue one raw sample; drop it (counted) if the intake is full. Never blocks."""
-        if len(self._intake) >= self._capacity:
-            self.intake_dropped += 1
-            if key in self._dropped_keys or len(self._dropped_keys) < KEY_CACHE_SIZE:
-                self._dropped_keys[key] += 1
-            return
-        self._intake.append((key, payload, time.time()))
+    def submit(self, key: str, payload: bytes | None) -> None:
+        """Queue one raw sample (None: a Zenoh DELETE); dropped and counted if full."""
+        self.intake.put(key, payload, time.time())
+
+    def submit_presence(self, node_id: str, alive: bool) -> None:
+        """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
+        event = "join" if alive else "leave"
+        self.intake.put(PRESENCE_KEY, f"{event}/{node_id}".encode(), time.time(), node=node_id)
 
     def stop(self) -> None:
         """Ask :meth:`run` to write what is queued, finish the session and return."""
         self._stopping.set()
 
+    def abort(self) -> None:
+        """Ask :meth:`run` to stop at its next safe point and leave the session as a crash would.
+
+        Used when closing takes longer than the drain timeout: the writer is never
+        interrupted inside a non-SWMR window, and the journal stays intact.
+        """
+        self._abort.set()
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the run ended by :meth:`abort` (the session was left for recovery)."""
+        return isinstance(self.error, WriteAborted)
+
     @property
     def queued(self) -> int:
         """Samples waiting in the intake."""
-        return len(self._intake)
+        return len(self.intake)
 
-    def submit_presence(self, node_id: str, alive: bool) -> None:
-        """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
-        if len(self._intake) >= self._capacity:
-            self.intake_dropped += 1
-            return
-        event = "join" if alive else "leave"
-        self._intake.append((PRESENCE_KEY, f"{event}/{node_id}".encode(), time.time()))
+    @property
+    def intake_dropped(self) -> int:
+        """Samples dropped at the intake so far."""
+        return self.intake.dropped
+
+    @property
+    def intake_high_water(self) -> int:
+        """The most samples the intake held at once."""
+        return self.intake.high_water
 
     def abandon(self) -> int:
         """Drop everything still queued (counted as intake drops); return how many."""
-        n = 0
-        while self._intake:
-            try:
-                self._intake.popleft()
-            except IndexError:
-                break
-            n += 1
-        self.intake_dropped += n
-        return n
+        return self.intake.clear()
 
     # -- the writer thread -----------------------------------------------------------
 
@@ -113,13 +137,16 @@ class Pipeline:
                 now = time.monotonic()
                 if now - last_flush >= self._flush_interval:
                     self._flush()
-                    last_flush = now
+                    self.longest_flush_gap = max(
+                        self.longest_flush_gap, self.last_flush - last_flush
+                    )
+                    last_flush = self.last_flush
                     if self._disk_low():
                         dropped = self.abandon()  # counted as intake drops
                         if dropped:
                             log.warning("%d queued message(s) not recorded", dropped)
                         break
-                if stopping and not self._intake:
+                if stopping and not len(self.intake):
                     break
                 if not handled:
                     time.sleep(IDLE_SLEEP_S)
@@ -127,8 +154,12 @@ class Pipeline:
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero
             self.error = exc
-            self._intake.clear()
+            self.intake.clear()
             where = self.recorder.settings.session_dir
+            if isinstance(exc, WriteAborted):
+                log.error("%s: %s", where, exc)
+                recorder.writer.abandon()
+                return
             if isinstance(exc, OSError):
                 # After a failed write HDF5's in-memory state no longer matches the file:
                 # writing more (even to close) could damage what the last flush made
@@ -148,6 +179,7 @@ class Pipeline:
                 recorder.finish()
             except BaseException as close_exc:
                 log.error("could not close the session cleanly: %s", close_exc)
+                recorder.writer.abandon()
 
     def _disk_low(self) -> bool:
         if not self._min_free_bytes:
@@ -194,29 +226,32 @@ class Pipeline:
 
     def _sync_counters(self) -> None:
         stats = self.recorder.statistics
-        stats.intake_dropped = self.intake_dropped
-        for key, n in list(self._dropped_keys.items()):
-            try:
-                sk = parse_key(key, self._prefix)
-            except ProtocolError:
-                continue  # counted in intake_dropped only
-            stats.stream(sk.stream_id).dropped = n
+        stats.intake_dropped = self.intake.dropped
+        for key, n in list(self.intake.dropped_by_key.items()):
+            sk = self._keys.get(key)
+            if sk is None:
+                try:
+                    sk = parse_key(key, self._prefix)
+                except ProtocolError:
+                    continue  # counted in intake_dropped only
+            st = stats.streams.get(sk.stream_id)
+            if st is not None:  # keys that never became a stream count in the total only
+                st.dropped = n
 
-    def _drain(self, limit: int = 10_000) -> int:
-        intake = self._intake
-        n = 0
-        self.intake_high_water = max(self.intake_high_water, len(intake))
-        while intake and n < limit:
-            key, payload, received_at = intake.popleft()
-            n += 1
+    def _drain(self) -> int:
+        if self._abort.is_set():
+            raise WriteAborted()
+        samples = self.intake.take(BATCH_MESSAGES, BATCH_BYTES)
+        for key, payload, received_at in samples:
             self.handle(key, payload, received_at)
-        return n
+        return len(samples)
 
-    def handle(self, key: str, payload: bytes, received_at: float) -> None:
+    def handle(self, key: str, payload: bytes | None, received_at: float) -> None:
         """Decode one sample and give it to the recorder; count and log it if invalid."""
         recorder = self.recorder
+        sk: StreamKey | None = None
         try:
-            if key == PRESENCE_KEY:
+            if key == PRESENCE_KEY and payload is not None:
                 event, _, node_id = payload.decode().partition("/")
                 recorder.add_presence(node_id, event, received_at)
                 return
@@ -225,9 +260,14 @@ class Pipeline:
                 sk = parse_key(key, self._prefix)
                 if len(self._keys) < KEY_CACHE_SIZE:
                     self._keys[key] = sk
+            if payload is None:
+                raise ProtocolError(Reason.DELETE_SAMPLE, "a Zenoh DELETE carries no message")
             if sk.kind is None:
                 recorder.add_control(decode_control(payload, sk.node_id), received_at)
             else:
                 recorder.add(sk.node_id, sk.name, decode(payload, sk.kind))
         except ProtocolError as exc:
-            recorder.reject(exc.reason, exc.detail, key[:200])
+            stream = None if sk is None else sk.stream_id
+            recorder.reject(exc.reason, exc.detail, key[:200], stream=stream)
+            if stream is not None and exc.sequence is not None and exc.reason in SEQUENCED_REASONS:
+                recorder.skip(stream, *exc.sequence)

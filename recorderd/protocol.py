@@ -8,6 +8,7 @@ publishers in any process can encode with it and the daemon can decode with it.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import re
 import struct
@@ -90,14 +91,42 @@ class Reason(enum.StrEnum):
     #: Valid on its own, but its layer size or matrix shape differs from what the
     #: session already holds for that stream (rejected by the recorder, not the decoder).
     SHAPE_CHANGED = "shape_changed"
+    #: A new stream beyond the recorder's limits (streams in all, per node, or the memory
+    #: one stream may claim); existing streams keep recording.
+    STREAM_LIMIT = "stream_limit"
+    #: A sequence jump far beyond what could have been lost (``recorderd.sequence``).
+    IMPLAUSIBLE_SEQ = "implausible_seq"
+    #: A Zenoh DELETE sample on one of our keys: it carries no message.
+    DELETE_SAMPLE = "delete_sample"
+
+
+#: Reasons found once the header is known to be ours (magic, version and kind checked):
+#: the message's incarnation and seq count for the stream's sequence accounting.
+SEQUENCED_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.BAD_NUMBER,
+        Reason.NEGATIVE_STEP,
+        Reason.BAD_LENGTH,
+        Reason.BAD_INDEX,
+        Reason.BAD_CONTROL,
+        Reason.SHAPE_CHANGED,
+    }
+)
 
 
 class ProtocolError(ValueError):
-    """A message that does not follow the wire protocol."""
+    """A message that does not follow the wire protocol.
 
-    def __init__(self, reason: Reason, detail: str) -> None:
+    ``sequence`` is the message's ``(incarnation, seq)`` when they could be read from a
+    header (or control state) that is otherwise ours, else None.
+    """
+
+    def __init__(
+        self, reason: Reason, detail: str, sequence: tuple[int, int] | None = None
+    ) -> None:
         self.reason = reason
         self.detail = detail
+        self.sequence = sequence
         super().__init__(f"{reason.value}: {detail}")
 
 
@@ -275,33 +304,40 @@ def decode(payload: bytes | bytearray | memoryview, expected: Kind | None = None
         raise ProtocolError(
             Reason.KIND_MISMATCH, f"{kind.key_word} payload on a {expected.key_word} key"
         )
+    sequence = (inc, seq)
     if not (math.isfinite(t) and math.isfinite(dt)) or dt <= 0.0:
-        raise ProtocolError(Reason.BAD_NUMBER, f"time_ms={t!r} dt_ms={dt!r}")
+        raise ProtocolError(Reason.BAD_NUMBER, f"time_ms={t!r} dt_ms={dt!r}", sequence)
     if step < 0:
-        raise ProtocolError(Reason.NEGATIVE_STEP, f"step {step}")
+        raise ProtocolError(Reason.NEGATIVE_STEP, f"step {step}", sequence)
     n_elements = n0 * n1
     if kind is not Kind.WEIGHTS and n1 != 1:
-        raise ProtocolError(Reason.BAD_LENGTH, f"n1={n1} must be 1 for {kind.key_word}")
+        raise ProtocolError(Reason.BAD_LENGTH, f"n1={n1} must be 1 for {kind.key_word}", sequence)
     if kind is Kind.WEIGHTS and (n0 == 0 or n1 == 0):
-        raise ProtocolError(Reason.BAD_LENGTH, f"empty {n0}x{n1} weight matrix")
+        raise ProtocolError(Reason.BAD_LENGTH, f"empty {n0}x{n1} weight matrix", sequence)
     if n_elements > MAX_ELEMENTS or size > MAX_ELEMENTS:
-        raise ProtocolError(Reason.BAD_LENGTH, f"declared {n0}x{n1} elements, layer {size}")
+        raise ProtocolError(
+            Reason.BAD_LENGTH, f"declared {n0}x{n1} elements, layer {size}", sequence
+        )
     expected_len = HEADER_SIZE + n_elements * kind.dtype.itemsize
     if len(payload) != expected_len:
         raise ProtocolError(
-            Reason.BAD_LENGTH, f"{len(payload)} bytes, header declares {expected_len}"
+            Reason.BAD_LENGTH, f"{len(payload)} bytes, header declares {expected_len}", sequence
         )
     data = np.frombuffer(payload, dtype=kind.dtype, count=n_elements, offset=HEADER_SIZE)
     if kind is Kind.SPIKES:
         if n0 > size:
-            raise ProtocolError(Reason.BAD_LENGTH, f"{n0} spikes in a layer of {size}")
+            raise ProtocolError(Reason.BAD_LENGTH, f"{n0} spikes in a layer of {size}", sequence)
         if n0 and (int(data[-1]) >= size or (n0 > 1 and not bool(np.all(data[1:] > data[:-1])))):
             raise ProtocolError(
-                Reason.BAD_INDEX, f"indices must be strictly increasing and < layer size {size}"
+                Reason.BAD_INDEX,
+                f"indices must be strictly increasing and < layer size {size}",
+                sequence,
             )
     elif kind is Kind.MEMBRANE:
         if n0 != size:
-            raise ProtocolError(Reason.BAD_LENGTH, f"{n0} membrane values for a layer of {size}")
+            raise ProtocolError(
+                Reason.BAD_LENGTH, f"{n0} membrane values for a layer of {size}", sequence
+            )
     else:
         data = data.reshape(n0, n1)
     header = Header(kind, inc, seq, step, t, dt, size, n0, n1)
@@ -337,6 +373,15 @@ class ControlState(BaseModel):
     def _safe_node_id(cls, value: str) -> str:
         return check_name(value, "node id")
 
+    @field_validator("module_type", "status", "active_task")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # These texts reach HDF5 attributes and reports: HDF5 strings cannot hold NUL,
+        # and no control character belongs in a label.
+        if value is not None and _CONTROL_CHARS.search(value):
+            raise ValueError("must not contain control characters (U+0000-U+001F, U+007F-U+009F)")
+        return value
+
     @field_validator("protocol_version")
     @classmethod
     def _known_version(cls, value: int) -> int:
@@ -346,6 +391,7 @@ class ControlState(BaseModel):
 
 
 MAX_CONTROL_BYTES = 64 * 1024
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _all_finite(value: Any) -> bool:
@@ -375,9 +421,25 @@ def decode_control(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
         reason = Reason.BAD_VERSION if where == "protocol_version" else Reason.BAD_CONTROL
-        raise ProtocolError(reason, f"{where}: {first['msg']}") from None
+        raise ProtocolError(
+            reason, f"{where}: {first['msg']}", _control_sequence(payload)
+        ) from None
     if node_id is not None and state.node_id != node_id:
         raise ProtocolError(
             Reason.NODE_MISMATCH, f"node_id {state.node_id!r} on key of {node_id!r}"
         )
     return state
+
+
+def _control_sequence(payload: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """``(incarnation, seq)`` of an invalid control state, if both are valid integers."""
+    try:
+        obj = json.loads(bytes(payload))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    inc, seq = obj.get("incarnation"), obj.get("seq")
+    if type(inc) is int and type(seq) is int and 0 <= inc < 1 << 64 and 0 <= seq < 1 << 64:
+        return inc, seq
+    return None

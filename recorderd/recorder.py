@@ -1,24 +1,32 @@
-"""The recording core: accounting, subsampling and batching in front of the writer.
+"""The recording core: accounting, limits, subsampling and batching in front of the writer.
 
 One core, two front ends: the daemon's pipeline feeds it decoded bus messages and
 the in-process API feeds it arrays directly. It is single-threaded: exactly one
 thread (the writer thread) calls it.
+
+Everything a publisher declares is bounded here before it costs memory or disk: the
+number of streams (in all and per node), what one stream may claim (the layer size of a
+subsampled or membrane stream, the elements of a weight matrix), the bytes buffered
+before they go to the writer, and the log lines that bus input can cause.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
 from recorderd.protocol import ControlState, DataMessage, Kind, Reason, StreamKey
+from recorderd.ratelog import RateLimitedLog
+from recorderd.sequence import SequenceTracker, Verdict
 from recorderd.settings import RecorderSettings
 from recorderd.stats import Statistics, StreamStats
 from recorderd.subsample import RULE, select_neurons
@@ -26,10 +34,18 @@ from recorderd.writer import Frames, SessionWriter, ShapeChangedError, StreamHan
 
 log = logging.getLogger(__name__)
 
-#: Detailed log lines per rejection reason before only the counts are logged.
-DETAILED_REJECTIONS = 10
 #: A stream is written out once its buffered data passes this many bytes.
-MAX_BUFFERED_BYTES = 32 * 1024 * 1024
+MAX_BUFFERED_BYTES: Final = 8 * 1024 * 1024
+#: Every stream is written out once all buffers together pass this many bytes.
+MAX_TOTAL_BUFFERED_BYTES: Final = 64 * 1024 * 1024
+#: Bytes counted per buffered message besides its data (its index row).
+FRAME_OVERHEAD_BYTES: Final = 40
+#: Streams handled between two checks for an aborted close.
+CHECK_EVERY: Final = 64
+
+
+#: Verdicts after which the stream's incarnation may be one the node metadata lacks.
+_NEW_INCARNATION: Final = frozenset({Verdict.FIRST, Verdict.RESTART, Verdict.RESYNC})
 
 
 @dataclass
@@ -43,13 +59,26 @@ class _Stream:
     stats: StreamStats
     shape: tuple[int, ...]
     dt_ms: float
-    handle: StreamHandle | None = None  # None: nothing to record (no neuron selected)
-    mask: npt.NDArray[np.bool_] | None = None  # recorded neurons, None = all
-    incarnation: int | None = None
-    next_seq: int = 0
+    handle: StreamHandle
+    tracker: SequenceTracker
     data: list[npt.NDArray[Any]] = field(default_factory=list)
     frames: list[tuple[int, float, int, int, int]] = field(default_factory=list)
     buffered_bytes: int = 0
+
+    def select(self, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The recorded part of one message's data (all of it unless subsampled)."""
+        recorded = self.handle.recorded_neurons
+        if recorded is None or self.kind is Kind.WEIGHTS:
+            return data
+        if self.kind is Kind.MEMBRANE:
+            return data[recorded]
+        if not data.size or not recorded.size:
+            return data[:0]
+        # Spike indices kept if they are recorded neurons: memory follows the subset.
+        pos = np.searchsorted(recorded, data)
+        np.minimum(pos, recorded.size - 1, out=pos)
+        kept: npt.NDArray[Any] = data[recorded[pos] == data]
+        return kept
 
 
 class Recorder:
@@ -67,9 +96,14 @@ class Recorder:
             subsample_seed=settings.subsample_seed,
             subsampling_rule=RULE,
         )
+        self.events = RateLimitedLog(log)
         self._streams: dict[str, _Stream] = {}
-        self._control_seq: dict[str, tuple[int, int]] = {}  # node -> (incarnation, next seq)
-        self._logged: Counter[str] = Counter()
+        self._control: dict[str, SequenceTracker] = {}  # node id -> control-stream tracker
+        self._resumed_control: dict[str, SequenceTracker] = {}  # from the control log
+        self._per_node: Counter[str] = Counter()  # admitted streams per node
+        self._presence: set[str] = set()  # nodes whose joins and leaves are logged
+        self._buffered = 0
+        self.clock: Callable[[], float] = time.monotonic
         self.started_at = dt.datetime.now(dt.UTC)
 
     def start(self, keep_waiting: Callable[[], bool] | None = None) -> None:
@@ -79,19 +113,45 @@ class Recorder:
         for record in self.writer.recent_control_records():
             if "node_id" in record and "seq" in record and "incarnation" in record:
                 node = str(record["node_id"])
-                self._control_seq[node] = (int(record["incarnation"]), int(record["seq"]) + 1)
+                self._resumed_control[node] = SequenceTracker.resumed(
+                    int(record["incarnation"]), int(record["seq"])
+                )
+            if len(self._resumed_control) > self.settings.max_streams:
+                break
 
     # -- input -----------------------------------------------------------------------
 
-    def reject(self, reason: Reason | str, detail: str, source: str = "") -> None:
-        """Count and log a rejected message (detailed for the first few of each reason)."""
+    def reject(
+        self, reason: Reason | str, detail: str, source: str = "", stream: str | None = None
+    ) -> None:
+        """Count and log a rejected message (in detail for the first few of each reason)."""
         reason = str(reason)
         self.statistics.rejected[reason] += 1
-        self._logged[reason] += 1
-        if self._logged[reason] <= DETAILED_REJECTIONS:
-            log.warning("rejected message (%s) from %s: %s", reason, source or "?", detail[:300])
-            if self._logged[reason] == DETAILED_REJECTIONS:
-                log.warning("further %s rejections are counted, not logged one by one", reason)
+        if stream is not None and stream in self.statistics.streams:
+            self.statistics.streams[stream].rejected += 1
+        self.events.event(
+            f"{reason} rejection",
+            logging.WARNING,
+            "rejected message (%s) from %s: %s",
+            reason,
+            source or "?",
+            detail[:300],
+        )
+
+    def skip(self, stream: str, incarnation: int, seq: int) -> None:
+        """Account for the sequence number of a message rejected for its content.
+
+        A rejected message is counted once, as rejected: it must not also show up as a
+        gap (missing) when the stream's next message arrives.
+        """
+        node_id, _, rest = stream.partition("/")
+        if rest == "control":
+            tracker = self._control.get(node_id)
+        else:
+            s = self._streams.get(stream)
+            tracker = s.tracker if s is not None else None
+        if tracker is not None:
+            tracker.skip(incarnation, seq, self.clock())
 
     def add(self, node_id: str, name: str, msg: DataMessage) -> None:
         """Account for one valid data message and buffer what is recorded of it."""
@@ -102,47 +162,63 @@ class Recorder:
             stream = self._open(key, node_id, name, msg)
             if stream is None:
                 return
-        st = stream.stats
-        if not self._same_shape(stream, msg) or not self._in_sequence(stream, h.incarnation, h.seq):
+        got = (h.n0, h.n1) if h.kind is Kind.WEIGHTS else (h.layer_size,)
+        if got != stream.shape:
+            self.reject(
+                Reason.SHAPE_CHANGED, f"{key}: shape {got} != {stream.shape}", key, stream=key
+            )
+            self.skip(key, h.incarnation, h.seq)
             return
+        if not self._in_sequence(key, stream.stats, stream.tracker, h.incarnation, h.seq):
+            return
+        if h.dt_ms != stream.dt_ms:
+            # Recorded anyway (frame_time holds the true times), but the dt_ms attribute
+            # describes the stream's first dt only.
+            self.events.event(
+                "dt change",
+                logging.WARNING,
+                "stream %s: dt changed from %g to %g ms; the dt_ms attribute keeps %g, "
+                "use frame_time",
+                key,
+                stream.dt_ms,
+                h.dt_ms,
+                stream.dt_ms,
+            )
+            stream.dt_ms = h.dt_ms
+        st = stream.stats
         st.received += 1
         if st.first_step is None:
             st.first_step = h.step
         st.last_step = h.step
         if h.kind is Kind.SPIKES:
             st.spikes_received += h.n0
-        if stream.handle is None:
-            return
-        data = msg.data
-        if h.kind is Kind.SPIKES:
-            if stream.mask is not None and data.size:
-                data = data[stream.mask[data]]
-        elif h.kind is Kind.MEMBRANE and stream.mask is not None:
-            data = data[stream.mask]
+        data = stream.select(msg.data)
         stream.data.append(data)
         stream.frames.append((h.step, h.time_ms, h.seq, h.incarnation, int(data.shape[0])))
-        stream.buffered_bytes += data.nbytes + 40
+        size = data.nbytes + FRAME_OVERHEAD_BYTES
+        stream.buffered_bytes += size
+        self._buffered += size
         if (
             len(stream.frames) >= self.settings.buffer_size
             or stream.buffered_bytes > MAX_BUFFERED_BYTES
         ):
             self._write(stream)
+        if self._buffered > MAX_TOTAL_BUFFERED_BYTES:
+            self._write_all()
 
     def add_control(self, state: ControlState, received_at: float) -> None:
         """Account for and append one control state to the control log."""
-        key = StreamKey(state.node_id, None, "").stream_id
+        node = state.node_id
+        key = StreamKey(node, None, "").stream_id
+        tracker = self._control.get(node)
+        if tracker is None:
+            if not self._admit(key, node):
+                return
+            tracker = self._resumed_control.pop(node, None) or SequenceTracker()
+            self._control[node] = tracker
         st = self.statistics.stream(key)
-        inc, next_seq = self._control_seq.get(state.node_id, (None, 0))
-        if inc is None or inc != state.incarnation:
-            if inc is not None:
-                st.restarts += 1
-                st.missing += state.seq
-        elif state.seq < next_seq:
-            st.duplicates += 1
+        if not self._in_sequence(key, st, tracker, state.incarnation, state.seq):
             return
-        else:
-            st.missing += state.seq - next_seq
-        self._control_seq[state.node_id] = (state.incarnation, state.seq + 1)
         st.received += 1
         if st.first_step is None:
             st.first_step = state.step
@@ -150,11 +226,16 @@ class Recorder:
         record = state.model_dump(mode="json")
         record["received_at"] = dt.datetime.fromtimestamp(received_at, dt.UTC).isoformat()
         self.writer.write_control(record)
-        self.writer.note_node(state.node_id, module_type=state.module_type)
+        self.writer.note_node(node, module_type=state.module_type)
         st.written += 1
 
     def add_presence(self, node_id: str, event: str, received_at: float) -> None:
         """Log a node's join or leave (its liveliness token) in the control log."""
+        if node_id not in self._presence:
+            if len(self._presence) >= self.settings.max_streams:
+                self.reject(Reason.STREAM_LIMIT, f"presence of node {node_id}", node_id)
+                return
+            self._presence.add(node_id)
         self.writer.write_control(
             {
                 L.CONTROL_EVENT: event,
@@ -162,20 +243,22 @@ class Recorder:
                 "received_at": dt.datetime.fromtimestamp(received_at, dt.UTC).isoformat(),
             }
         )
-        log.info("node %s %s", node_id, "joined" if event == "join" else "left")
+        self.events.event(
+            "presence", logging.INFO, "node %s %s", node_id, "joined" if event == "join" else "left"
+        )
 
     # -- output ----------------------------------------------------------------------
 
     def flush(self) -> None:
         """Write every buffered batch and make the session durable up to here."""
-        for stream in self._streams.values():
-            self._write(stream)
-        self.writer.flush(self.statistics_document())
+        self._write_all()
+        self.events.summarise()
+        self.writer.flush(self.statistics_document)
 
     def finish(self) -> None:
         """Write everything, record final statistics and close the session (idempotent)."""
-        for stream in self._streams.values():
-            self._write(stream)
+        self._write_all()
+        self.events.summarise()
         self.writer.finish(self.statistics_document())
 
     def statistics_document(self) -> dict[str, Any]:
@@ -195,36 +278,96 @@ class Recorder:
 
     # -- internals -------------------------------------------------------------------
 
-    def _in_sequence(self, stream: _Stream, incarnation: int, seq: int) -> bool:
-        st = stream.stats
-        if stream.incarnation is None:
-            pass  # first message heard: the recorder may have joined late, no gap to count
-        elif incarnation != stream.incarnation:
-            st.restarts += 1
-            st.missing += seq  # a new incarnation starts at 0
-            log.info("stream %s: node restarted (incarnation %x)", stream.key, incarnation)
-        elif seq < stream.next_seq:
-            st.duplicates += 1
-            return False
-        elif seq > stream.next_seq:
-            st.missing += seq - stream.next_seq
-            log.warning(
+    def _in_sequence(
+        self, key: str, st: StreamStats, tracker: SequenceTracker, incarnation: int, seq: int
+    ) -> bool:
+        """Run the stream's sequence tracker and count what it concludes; True to record."""
+        verdict, missing = tracker.observe(incarnation, seq, self.clock())
+        st.missing += missing
+        if verdict is Verdict.IN_ORDER or verdict is Verdict.FIRST:
+            pass
+        elif verdict is Verdict.GAP:
+            self.events.event(
+                "sequence gap",
+                logging.WARNING,
                 "stream %s: %d message(s) missing before seq %d",
-                stream.key,
-                seq - stream.next_seq,
+                key,
+                missing,
                 seq,
             )
-        if incarnation != stream.incarnation:
-            stream.incarnation = incarnation
-            self.writer.note_node(stream.node_id, incarnation=incarnation, dt_ms=None)
-        stream.next_seq = seq + 1
+        elif verdict is Verdict.RESTART:
+            st.restarts += 1
+            self.events.event(
+                "restart",
+                logging.INFO,
+                "stream %s: node restarted (incarnation %x)",
+                key,
+                incarnation,
+            )
+        elif verdict is Verdict.RESYNC:
+            self.events.event(
+                "resync",
+                logging.WARNING,
+                "stream %s: following a new sequence (incarnation %x, seq %d) after %s",
+                key,
+                incarnation,
+                seq,
+                "implausible messages",
+            )
+        elif verdict is Verdict.DUPLICATE:
+            st.duplicates += 1
+        elif verdict is Verdict.STALE:
+            st.stale += 1
+        else:
+            self.reject(
+                Reason.IMPLAUSIBLE_SEQ,
+                f"{key}: seq {seq} of incarnation {incarnation:x}, expected {tracker.expected}",
+                key,
+                stream=key,
+            )
+        if not verdict.accepted:
+            return False
+        if verdict in _NEW_INCARNATION and not key.endswith("/control"):
+            self.writer.note_node(key.partition("/")[0], incarnation=incarnation)
         return True
+
+    def _admit(self, key: str, node_id: str) -> bool:
+        """Whether one more stream (``key`` of ``node_id``) fits the stream limits."""
+        s = self.settings
+        if sum(self._per_node.values()) >= s.max_streams:
+            why = f"{key}: already {s.max_streams} streams (max_streams)"
+        elif self._per_node[node_id] >= s.max_streams_per_node:
+            why = f"{key}: node has {s.max_streams_per_node} streams (max_streams_per_node)"
+        else:
+            self._per_node[node_id] += 1
+            return True
+        self.reject(Reason.STREAM_LIMIT, why, key)
+        return False
+
+    def _claim(self, kind: Kind, shape: tuple[int, ...], rate: float) -> int:
+        """Neurons (or matrix elements) whose memory the stream needs beyond fixed buffers."""
+        if kind is Kind.WEIGHTS:
+            return shape[0] * shape[1]
+        if kind is Kind.MEMBRANE or 0.0 < rate < 1.0:
+            return shape[0]  # a membrane row; or the list of recorded neurons
+        return 0  # every neuron, or none: no list
 
     def _open(self, key: str, node_id: str, name: str, msg: DataMessage) -> _Stream | None:
         h = msg.header
         s = self.settings
         rate = s.membrane_subsample_rate if h.kind is Kind.MEMBRANE else s.spike_subsample_rate
         shape = (h.n0, h.n1) if h.kind is Kind.WEIGHTS else (h.layer_size,)
+        claim = self._claim(h.kind, shape, rate)
+        if claim > s.max_stream_neurons:
+            self.reject(
+                Reason.STREAM_LIMIT,
+                f"{key}: {'x'.join(map(str, shape))} needs {claim} neurons' memory "
+                f"> max_stream_neurons={s.max_stream_neurons}",
+                key,
+            )
+            return None
+        if not self._admit(key, node_id):
+            return None
         try:
             handle = self.writer.open_stream(
                 h.kind,
@@ -238,50 +381,39 @@ class Recorder:
                 ),
             )
         except ShapeChangedError as exc:
+            self._per_node[node_id] -= 1
             self.reject(Reason.SHAPE_CHANGED, str(exc), key)
             return None
-        stream = _Stream(
-            key, h.kind, node_id, name, self.statistics.stream(key), shape, h.dt_ms, handle
-        )
+        tracker = SequenceTracker()
         if handle.last_frame is not None:
             # An earlier run recorded this stream: messages lost in between are gaps too.
-            stream.incarnation, last_seq = handle.last_frame
-            stream.next_seq = last_seq + 1
-        if h.kind is not Kind.WEIGHTS and handle.recorded_neurons.size < h.layer_size:
-            mask = np.zeros(h.layer_size, dtype=bool)
-            mask[handle.recorded_neurons] = True
-            stream.mask = mask
-            if handle.recorded_neurons.size == 0:
-                stream.handle = None
+            tracker = SequenceTracker.resumed(*handle.last_frame)
+        stream = _Stream(
+            key,
+            h.kind,
+            node_id,
+            name,
+            self.statistics.stream(key),
+            shape,
+            h.dt_ms,
+            handle,
+            tracker,
+        )
         self.writer.note_node(node_id, dt_ms=h.dt_ms)
         self._streams[key] = stream
-        log.info("new stream %s (%s)", key, "x".join(map(str, shape)))
+        self.events.event(
+            "new stream", logging.INFO, "new stream %s (%s)", key, "x".join(map(str, shape))
+        )
         return stream
 
-    def _same_shape(self, stream: _Stream, msg: DataMessage) -> bool:
-        h = msg.header
-        if h.dt_ms != stream.dt_ms:
-            # Recorded anyway (frame_time holds the true times), but dt_ms attributes
-            # describe the stream's first dt only: say so once per change.
-            log.warning(
-                "stream %s: dt changed from %g to %g ms; the dt_ms attribute keeps "
-                "%g, use frame_time",
-                stream.key,
-                stream.dt_ms,
-                h.dt_ms,
-                stream.dt_ms,
-            )
-            stream.dt_ms = h.dt_ms
-        got = (h.n0, h.n1) if h.kind is Kind.WEIGHTS else (h.layer_size,)
-        if got != stream.shape:
-            self.reject(
-                Reason.SHAPE_CHANGED, f"{stream.key}: shape {got} != {stream.shape}", stream.key
-            )
-            return False
-        return True
+    def _write_all(self) -> None:
+        for i, stream in enumerate(self._streams.values()):
+            if i % CHECK_EVERY == 0:
+                self.writer.checkpoint()
+            self._write(stream)
 
     def _write(self, stream: _Stream) -> None:
-        if not stream.frames or stream.handle is None:
+        if not stream.frames:
             return
         cols = list(zip(*stream.frames, strict=True))
         frames = Frames(
@@ -300,6 +432,7 @@ class Recorder:
         else:
             self.writer.append_rows(stream.handle, np.stack(stream.data), frames)
         stream.stats.written += len(stream.frames)
+        self._buffered -= stream.buffered_bytes
         stream.data.clear()
         stream.frames.clear()
         stream.buffered_bytes = 0

@@ -4,15 +4,19 @@
 file: the state of the last flush. The next writer does it on start; a reader does it
 through :func:`recover_if_idle` when no writer holds the session, as SQLite readers
 roll back a hot journal. A reader of a live session reads the journal itself (the
-analysis reader's committed view).
+analysis reader's committed view). Recovery works one dataset at a time with HDF5's
+chunk cache off, so its memory follows the journal, not the number of streams.
+
+A crashed file that cannot be recovered where it lies (no room, no write permission)
+is still read: :func:`open_readonly` then reads it through a view whose superblock has
+its "open for write" flags cleared in memory only.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
+import io
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,38 +26,18 @@ from typing import Literal
 import h5py
 
 from recorderd import layout as L
-from recorderd.journal import JournalError, Replay, fsync_path, replay
-from recorderd.superblock import clear_status_flags, status_flags
+from recorderd.journal import JournalError, Replay, replay
+from recorderd.lock import SessionLock
+from recorderd.safefs import fsync_path
+from recorderd.schema import LIBVER, is_appendable, stream_groups
+from recorderd.superblock import clear_status_flags, cleared_superblock, status_flags
 
 log = logging.getLogger(__name__)
-
-#: HDF5 format bounds: SWMR needs v110 at least; v114 (not "latest", which HDF5 2.0
-#: maps to object versions that libsonata's HDF5 1.14 cannot read) at most.
-LIBVER: tuple[str, str] = ("v110", "v114")
 
 #: Free space beyond the tails' bytes that recovery asks for (HDF5 metadata).
 RECOVERY_HEADROOM_BYTES = 4 << 20
 
 SessionState = Literal["clean", "recovered", "live", "read-only"]
-
-
-def try_lock(session_dir: Path, *, create: bool = True) -> int | None:
-    """Take the session's writer lock without waiting: its fd, or None if held."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
-    fd = os.open(session_dir / L.LOCK_FILE, flags, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def release_lock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
 
 
 def recover_if_idle(session_dir: Path) -> SessionState:
@@ -74,10 +58,10 @@ def recover_if_idle(session_dir: Path) -> SessionState:
     if not journal and not flagged:
         return "clean"
     try:
-        fd = try_lock(session_dir)
-    except OSError:  # no write permission here
+        lock = SessionLock.try_acquire(session_dir)
+    except OSError:  # no write permission here, or a symlinked lock file
         return "read-only"
-    if fd is None:
+    if lock is None:
         return "live"
     try:
         if journal:
@@ -89,14 +73,53 @@ def recover_if_idle(session_dir: Path) -> SessionState:
         log.warning("reading %s as it is, without recovering it: %s", session_dir, exc)
         return "read-only"
     finally:
-        release_lock(fd)
+        lock.release()
+
+
+class _FlagsClearedView(io.RawIOBase):
+    """A crashed HDF5 file, read-only, with its superblock patched in memory.
+
+    h5py opens it through its file-object driver; the file on disk is never written.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed with the view
+        patch = cleared_superblock(self._fh)
+        self._patch = (0, b"") if patch is None else (patch[0], patch[1])
+        self._fh.seek(0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        pos = self._fh.tell()
+        n = self._fh.readinto(buffer)
+        at, body = self._patch
+        lo, hi = max(pos, at), min(pos + n, at + len(body))
+        if lo < hi:
+            memoryview(buffer)[lo - pos : hi - pos] = body[lo - at : hi - at]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def open_readonly(path: Path, attempts: int = 20) -> h5py.File:
     """Open a session file for reading, also while a SWMR writer has it open.
 
     A writer adding a stream leaves SWMR mode for a few milliseconds, during which
-    the file opens neither way: try again a few times.
+    the file opens neither way: try again a few times. A file left by a crash that
+    nobody could recover (its flags still set) is read through a patched view.
     """
     for attempt in range(attempts):
         try:
@@ -105,23 +128,40 @@ def open_readonly(path: Path, attempts: int = 20) -> h5py.File:
             try:
                 return h5py.File(path, "r", locking=False, swmr=True)
             except OSError:
+                if attempt >= 2 and _nobody_writes(path):
+                    view = _FlagsClearedView(path)
+                    try:
+                        return h5py.File(view, "r", locking=False)
+                    except OSError:
+                        view.close()
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.05)
     raise AssertionError("unreachable")
 
 
+def _nobody_writes(path: Path) -> bool:
+    """Whether no process holds the session lock of the folder of ``path``."""
+    lock_path = path.parent / L.LOCK_FILE
+    if not lock_path.exists():
+        return True
+    try:
+        lock = SessionLock.try_acquire(path.parent, create=False)
+    except OSError:
+        return True  # cannot even open the lock file read-write: nobody can tell; read
+    if lock is None:
+        return False
+    lock.release()
+    return True
+
+
 def appendable_datasets(root: h5py.File) -> Iterator[h5py.Dataset]:
-    """Every dataset of the session that grows along axis 0 (per stream group)."""
-    for top in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
-        if top not in root:
-            continue
-        for group in root[top].values():
-            if not isinstance(group, h5py.Group):
-                continue
-            for ds in group.values():
-                if isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None:
-                    yield ds
+    """Every dataset of the session that grows along axis 0, one at a time."""
+    for group in stream_groups(root):
+        for name in group:
+            ds = group.get(name)
+            if is_appendable(ds):
+                yield ds
 
 
 def recover(
@@ -155,7 +195,7 @@ def recover(
         )
     if h5 is None:
         clear_status_flags(data)
-        with h5py.File(data, "a", libver=LIBVER, locking=False) as f:
+        with h5py.File(data, "a", libver=LIBVER, locking=False, rdcc_nbytes=0) as f:
             result = _apply(session_dir, f, rep, keep_journal)
         fsync_path(data)
         return result
@@ -165,8 +205,7 @@ def recover(
 def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) -> dict[str, int]:
     jpath = session_dir / L.JOURNAL_FILE
     data = session_dir / L.DATA_FILE
-    datasets = list(appendable_datasets(h5))
-    for ds in datasets:  # check everything before changing anything
+    for ds in appendable_datasets(h5):  # check everything before changing anything
         tail = rep.tails.get(ds.name)
         if tail is not None and tail.main > ds.shape[0]:
             raise JournalError(
@@ -174,10 +213,11 @@ def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) ->
             )
     rows = 0
     count = 0
-    for ds in datasets:
+    for ds in appendable_datasets(h5):
         tail = rep.tails.get(ds.name)
         main = tail.main if tail is not None else 0
-        ds.resize(main, axis=0)
+        if ds.shape[0] != main:
+            ds.resize(main, axis=0)
         if tail is not None and tail.rows:
             ds.resize(main + tail.rows, axis=0)
             ds[main:] = rep.tail(ds.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,15 @@ from recorderd.protocol import DEFAULT_PREFIX, check_name, check_prefix
 
 ENV_PREFIX = "RECORDERD_"
 DEFAULT_ENDPOINT = "tcp/127.0.0.1:7447"
+
+
+def default_intake_mb() -> float:
+    """Default byte bound of the intake: 1/16 of the machine's memory, at most 512 MB."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # pragma: no cover - not on Linux
+        ram = 8 << 30
+    return float(min(512, max(64, ram // 16 // 1_000_000)))
 
 
 def default_session_name(now: dt.datetime | None = None) -> str:
@@ -45,6 +55,17 @@ class RecorderSettings(BaseSettings):
     compression_level: int = Field(default=4, ge=0, le=9)
     flush_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds")
     intake_capacity: int = Field(default=200_000, ge=100, description="messages")
+    intake_max_mb: float = Field(
+        default_factory=default_intake_mb, ge=1, description="MB of queued payloads"
+    )
+    max_streams: int = Field(default=4096, ge=1, description="streams (data and control)")
+    max_streams_per_node: int = Field(default=256, ge=1, description="streams of one node")
+    max_stream_neurons: int = Field(
+        default=1 << 22,
+        ge=1,
+        le=1 << 26,
+        description="layer size of a subsampled or membrane stream, elements of a weight matrix",
+    )
     min_free_disk_mb: float = Field(default=100.0, ge=0, description="stop below this; 0 = off")
     wait_for_lock: bool = False  # stand by while another process records the session
     parent_pid: int | None = Field(default=None, gt=0)  # standby ends when this parent exits

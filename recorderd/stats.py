@@ -13,6 +13,8 @@ COUNTERS: Final = (
     "dropped",
     "missing",
     "duplicates",
+    "stale",
+    "rejected",
     "restarts",
     "spikes_received",
     "spikes_written",
@@ -28,6 +30,8 @@ class StreamStats:
     dropped: int = 0  # messages dropped unread because the recorder's intake was full
     missing: int = 0  # sequence numbers never received (gaps on the bus)
     duplicates: int = 0  # sequence numbers received twice or out of order (not written)
+    stale: int = 0  # late messages of an earlier incarnation of the node (not written)
+    rejected: int = 0  # invalid messages on this key (also counted by reason)
     restarts: int = 0  # node incarnation changes seen on this stream
     spikes_received: int = 0
     spikes_written: int = 0  # after subsampling
@@ -55,6 +59,7 @@ class Statistics:
         streams = list(self.streams.values())  # may grow on the writer thread meanwhile
         sums: dict[str, int] = {name: sum(getattr(s, name) for s in streams) for name in COUNTERS}
         sums["total_spikes_recorded"] = sums["spikes_written"]
+        # All rejections, including those of keys that never became a stream.
         sums["rejected"] = sum(self.rejected.values())
         sums["intake_dropped"] = self.intake_dropped
         return sums

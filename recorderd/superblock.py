@@ -20,6 +20,8 @@ from typing import BinaryIO, Final
 
 SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
 M: Final = 0xFFFFFFFF
+#: Superblock versions whose layout this module knows (1.10+ files; SWMR needs 3).
+SUPPORTED_VERSIONS: Final = (2, 3)
 
 
 def _rot(x: int, k: int) -> int:
@@ -83,32 +85,59 @@ def status_flags(path: str | os.PathLike[str]) -> int:
         return hdr[11] if hdr[8] >= 2 else 0
 
 
-def clear_status_flags(path: str | os.PathLike[str]) -> int:
-    """h5clear -s --increment: clear the flags, raise the EOF address; return old flags.
+def cleared_superblock(fh: BinaryIO) -> tuple[int, bytes, int] | None:
+    """What :func:`clear_status_flags` would write: ``(offset, bytes, old flags)``, or None.
 
-    Writes nothing when the flags are clear and the address already covers the file.
+    None when there is nothing to change: a version 0 or 1 superblock (no flags), or
+    flags already clear and an end-of-file address that covers the file. Raises
+    ``ValueError`` for a superblock version other than 2 or 3 or a bad checksum.
+    """
+    size = os.fstat(fh.fileno()).st_size
+    base = _find_superblock(fh, size)
+    fh.seek(base)
+    hdr = fh.read(12)
+    if len(hdr) < 12:
+        raise ValueError("truncated superblock")
+    version, so, flags = hdr[8], hdr[9], hdr[11]
+    if version < 2:
+        return None  # v0/v1 superblocks keep no flags
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"superblock version {version}: only versions 2 and 3 are handled")
+    if so not in (4, 8):
+        raise ValueError(f"superblock with {so}-byte offsets")
+    body_len = 12 + 4 * so  # base, extension, EOF and root addresses, then checksum
+    fh.seek(base)
+    body = bytearray(fh.read(body_len + 4))
+    if len(body) < body_len + 4:
+        raise ValueError("truncated superblock")
+    if lookup3_hashlittle(bytes(body[:body_len])) != struct.unpack("<I", body[body_len:])[0]:
+        raise ValueError("superblock checksum mismatch")
+    fmt = {4: "<I", 8: "<Q"}[so]
+    eoa_at = 12 + 2 * so
+    eoa = struct.unpack(fmt, body[eoa_at : eoa_at + so])[0]
+    if flags == 0 and eoa >= size - base:
+        return None
+    body[11] = 0
+    body[eoa_at : eoa_at + so] = struct.pack(fmt, max(eoa, size - base))
+    body[body_len:] = struct.pack("<I", lookup3_hashlittle(bytes(body[:body_len])))
+    return base, bytes(body), flags
+
+
+def clear_status_flags(path: str | os.PathLike[str]) -> int:
+    """Clear the superblock's status flags and raise its end-of-file address; return old flags.
+
+    Compared with HDF5's ``h5clear -s --increment``: ``h5clear -s`` clears the same
+    flags (byte 11 of a version 2 or 3 superblock); ``--increment`` sets the stored
+    end-of-allocation address to the file's size plus an increment (1 MiB by default),
+    where this sets it to the file's size exactly (never lowers it). The checksum is
+    recomputed as HDF5 does. Nothing else of the file is read or changed. Writes nothing
+    when the flags are clear and the address already covers the file.
     """
     with open(path, "r+b") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        base = _find_superblock(fh, size)
-        fh.seek(base)
-        hdr = fh.read(12)
-        version, so, flags = hdr[8], hdr[9], hdr[11]
-        if version < 2:
-            return flags  # v0/v1 superblocks keep no flags
-        body_len = 12 + 4 * so  # base, extension, EOF and root addresses, then checksum
-        fh.seek(base)
-        body = bytearray(fh.read(body_len + 4))
-        if lookup3_hashlittle(bytes(body[:body_len])) != struct.unpack("<I", body[body_len:])[0]:
-            raise ValueError("superblock checksum mismatch")
-        fmt = {4: "<I", 8: "<Q"}[so]
-        eoa_at = 12 + 2 * so
-        eoa = struct.unpack(fmt, body[eoa_at : eoa_at + so])[0]
-        if flags == 0 and eoa >= size - base:
+        patch = cleared_superblock(fh)
+        if patch is None:
             return 0
-        body[11] = 0
-        body[eoa_at : eoa_at + so] = struct.pack(fmt, max(eoa, size - base))
-        body[body_len:] = struct.pack("<I", lookup3_hashlittle(bytes(body[:body_len])))
+        base, body, flags = patch
         fh.seek(base)
         fh.write(body)
         fh.flush()

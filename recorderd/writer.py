@@ -3,23 +3,23 @@
 Lifecycle as in mcap's writer: :meth:`SessionWriter.start`, then ``append_*`` and
 :meth:`flush`, then :meth:`finish` (idempotent; also the context manager's exit).
 The layout it writes is :mod:`recorderd.layout`, documented in
-``docs/recording-format.md``. One writer per session: a lock file enforces it.
+``docs/recording-format.md``; it orchestrates the session lock (:mod:`recorderd.lock`),
+the structure (:mod:`recorderd.schema`), the appendable datasets and their tails
+(:mod:`recorderd.appendable`), the journal (:mod:`recorderd.journal`) and the control
+log (:mod:`recorderd.controllog`).
 
 Crash safety (``docs/crash-safety.md``): while recording, the HDF5 file is in SWMR
-mode (HDF5 orders its metadata writes so that the file on disk is consistent at every
-moment), appendable datasets receive whole chunks only (no compressed chunk is ever
-rewritten), and the rows of each unfinished chunk go to the journal
-(:mod:`recorderd.journal`) at every flush. Groups, datasets and attributes cannot be
-created in SWMR mode: such changes are made in a short window with the file reopened
-without SWMR. :meth:`SessionWriter.finish` writes the tails into the datasets and
-deletes the journal; after a crash, the next :meth:`SessionWriter.start` (or
-:func:`recover`) does it.
+mode, appendable datasets receive whole chunks only, and the rows of each unfinished
+chunk go to the journal at every flush. Groups, datasets and attributes cannot be
+created in SWMR mode: new streams are created at the next flush, a bounded number per
+short window with the file reopened without SWMR. Closing writes the tails while still
+in SWMR mode, then stamps the metadata in one short window. Between windows the close
+can be cut short (:attr:`SessionWriter.should_abort`): the session is then left exactly
+as a crash would leave it, journal intact, and never in the middle of a window.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import fcntl
 import json
 import logging
 import os
@@ -29,27 +29,62 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Final
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
 from recorderd import layout as L
-from recorderd.journal import Entry, Journal, JournalError, fsync_path
+from recorderd.appendable import Appendable
+from recorderd.chunks import Codec
+from recorderd.controllog import ControlLog, read_records
+from recorderd.journal import Journal, JournalError
+from recorderd.lock import SessionLock
 from recorderd.protocol import Kind
-from recorderd.recovery import LIBVER, appendable_datasets, recover, try_lock
+from recorderd.recovery import recover
+from recorderd.safefs import (
+    UnsafePathError,
+    check_regular,
+    ensure_session_dir,
+    fsync_path,
+    same_file,
+    write_atomic,
+)
+from recorderd.schema import (
+    LIBVER,
+    Compression,
+    StreamSpec,
+    appendable_paths,
+    create_session_file,
+    create_stream,
+    filters,
+    is_sorted_by_time,
+    series_of,
+    set_sorting,
+    stored_recorded,
+    stored_shape,
+    stream_groups,
+    stream_path,
+    utc_now,
+)
 from recorderd.superblock import clear_status_flags
 
 log = logging.getLogger(__name__)
 
-Compression = Literal["gzip", "lzf", "none"]
-
 #: How often a writer waiting for a busy session retries its lock.
-LOCK_POLL_S = 0.2
+LOCK_POLL_S: Final = 0.2
 #: Rewrite the journal (one snapshot of all tails) once it is larger than this and
 #: more than twice the tails it holds: it stays small beside the file.
-JOURNAL_COMPACT_BYTES = 4 << 20
+JOURNAL_COMPACT_BYTES: Final = 4 << 20
+#: New streams created per non-SWMR window: bounds how long one window lasts.
+STREAMS_PER_WINDOW: Final = 64
+#: Datasets closed between two checks for an aborted close.
+CHECK_EVERY: Final = 64
+#: A statistics document larger than this is rewritten at most every
+#: STATISTICS_PERIOD_S (and at close) instead of at every flush.
+STATISTICS_LARGE_BYTES: Final = 256 * 1024
+STATISTICS_PERIOD_S: Final = 10.0
 
 
 class WriterError(Exception):
@@ -70,6 +105,16 @@ class ShapeChangedError(WriterError):
         super().__init__(f"stream {stream}: shape {new} differs from recorded {old}")
 
 
+class WriteAborted(WriterError):
+    """Closing was cut short at a safe point: the session is left as a crash leaves it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "closing was cut short: the session is left as after a crash (journal intact); "
+            "the next recorderd or reader recovers it up to the last flush"
+        )
+
+
 @dataclass
 class Frames:
     """Per-message index rows of one batch (one entry per message)."""
@@ -83,102 +128,28 @@ class Frames:
 
 @dataclass
 class StreamHandle:
-    """An open stream group and what the writer needs to append to it."""
+    """An open stream and what the writer needs to append to it."""
 
     kind: Kind
     path: str  # the group's HDF5 path
-    recorded_neurons: npt.NDArray[np.uint32]
+    #: Sorted recorded neurons of a subsampled layer; None: every neuron (or weights).
+    recorded_neurons: npt.NDArray[np.uint32] | None
     shape: tuple[int, ...]  # (layer_size,) or (rows, cols) for weights
-    last_time: float  # for the SONATA "sorting" attribute of spike populations
+    arrays: dict[str, Appendable]  # dataset name -> its appendable
+    last_time: float = -np.inf  # for the SONATA "sorting" attribute of spike populations
     #: (incarnation, seq) of the stream's last recorded message, from an earlier run.
     last_frame: tuple[int, int] | None = None
     sorted_by_time: bool = True
 
 
 @dataclass
-class _Appendable:
-    """A dataset grown along axis 0: whole chunks in the file, the last rows in memory."""
+class _Node:
+    """Per-node metadata as written (or to be written) to ``/metadata/nodes/<node_id>``."""
 
-    path: str
-    chunk_rows: int
-    dtype: np.dtype[Any]
-    row_shape: tuple[int, ...]
-    main: int  # rows in the HDF5 dataset: a multiple of chunk_rows while recording
-    parts: list[npt.NDArray[Any]] = field(default_factory=list)
-    rows: int = 0  # tail rows held in memory
-    journaled: int = 0  # of those, already in the journal
-    moved: bool = False  # main grew since the last journal record
-
-    @classmethod
-    def load(cls, ds: h5py.Dataset) -> _Appendable:
-        """Take a dataset's partial last chunk into memory (the caller shrinks it)."""
-        chunk_rows = int(ds.chunks[0]) if ds.chunks else 1
-        n = int(ds.shape[0])
-        main = n // chunk_rows * chunk_rows
-        a = cls(ds.name, chunk_rows, ds.dtype, tuple(ds.shape[1:]), main)
-        if n > main:
-            a.push(np.asarray(ds[main:n]))
-        return a
-
-    @property
-    def tail_bytes(self) -> int:
-        return self.rows * self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
-
-    def push(self, rows: npt.NDArray[Any]) -> None:
-        if rows.shape[0]:
-            self.parts.append(np.asarray(rows, dtype=self.dtype))
-            self.rows += int(rows.shape[0])
-
-    def tail(self) -> npt.NDArray[Any]:
-        if not self.parts:
-            return np.zeros((0, *self.row_shape), dtype=self.dtype)
-        if len(self.parts) > 1:
-            self.parts = [np.concatenate(self.parts)]
-        return self.parts[0]
-
-    def last(self, ds: h5py.Dataset) -> Any:
-        """The last committed row, or None."""
-        if self.rows:
-            return self.parts[-1][-1]
-        return ds[self.main - 1] if self.main else None
-
-    def write_whole_chunks(self, ds: h5py.Dataset) -> None:
-        n = self.rows // self.chunk_rows * self.chunk_rows
-        if n == 0:
-            return
-        t = self.tail()
-        ds.resize(self.main + n, axis=0)
-        ds[self.main : self.main + n] = t[:n]
-        self.main += n
-        rest = t[n:].copy()
-        self.parts = [rest] if rest.shape[0] else []
-        self.rows -= n
-        self.journaled = 0  # fewer than one chunk was journaled: all of it is in main now
-        self.moved = True
-
-    def write_all(self, ds: h5py.Dataset) -> None:
-        """Write the tail too (at close): the dataset then holds every row."""
-        if self.rows:
-            ds.resize(self.main + self.rows, axis=0)
-            ds[self.main :] = self.tail()
-        self.main += self.rows
-        self.parts, self.rows, self.journaled, self.moved = [], 0, 0, False
-
-    def entry(self) -> Entry | None:
-        """The journal entry for what changed since the last one, if anything did."""
-        if not self.moved and self.journaled == self.rows:
-            return None
-        e = Entry(self.path, self.main, self.journaled, self.tail()[self.journaled :])
-        self.journaled, self.moved = self.rows, False
-        return e
-
-    def snapshot(self) -> Entry:
-        self.journaled, self.moved = self.rows, False
-        return Entry(self.path, self.main, 0, self.tail())
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    attrs: dict[str, Any]
+    incarnations: set[int] = field(default_factory=set)
+    #: The node's last incarnation noted: repeating it costs one comparison.
+    last: int | None = None
 
 
 class SessionWriter:
@@ -197,15 +168,8 @@ class SessionWriter:
     ) -> None:
         self.session_dir = session_dir
         self.session = session
-        self._filters: dict[str, Any] = {}
-        if compression == "gzip":
-            self._filters = {
-                "compression": "gzip",
-                "compression_opts": compression_level,
-                "shuffle": True,
-            }
-        elif compression == "lzf":
-            self._filters = {"compression": "lzf", "shuffle": True}
+        self._filters = filters(compression, compression_level)
+        self._codec = Codec.from_filters(self._filters)
         self._config_json = json.dumps(recorder_config or {}, default=str, sort_keys=True)
         #: The seed in force: a reopened session keeps the seed it was created with.
         self.subsample_seed = subsample_seed
@@ -215,14 +179,20 @@ class SessionWriter:
         self._h5: h5py.File | None = None
         self._swmr = False
         self._journal: Journal | None = None
-        self._arrays: dict[str, _Appendable] = {}
-        #: Per-node metadata attributes as written or to be written (a cache).
-        self._nodes: dict[str, dict[str, Any]] = {}
+        self._arrays: dict[str, Appendable] = {}
+        self._dirty: set[Appendable] = set()  # pushed to or grown since the last journal record
+        self._tail_bytes = 0
+        self._pending_streams: list[tuple[StreamSpec, list[Appendable]]] = []
+        self._nodes: dict[str, _Node] = {}
         self._pending_nodes: set[str] = set()
         self._pending_sorting: dict[str, str] = {}
-        self._control: IO[str] | None = None
-        self._lock_fd: int | None = None
+        self._control: ControlLog | None = None
+        self._lock: SessionLock | None = None
         self._finished = False
+        self._stats_bytes = 0
+        self._stats_at = -np.inf
+        #: Asked at safe points of a close: True cuts it short (:class:`WriteAborted`).
+        self.should_abort: Callable[[], bool] = lambda: False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -231,14 +201,16 @@ class SessionWriter:
 
         If another process holds the lock, raise :class:`SessionBusyError`, or, with
         ``keep_waiting``, poll for the lock for as long as ``keep_waiting()`` is true.
+        A session folder that is a symbolic link is refused (:class:`UnsafePathError`).
         """
-        self.session_dir.mkdir(parents=True, exist_ok=True)
+        ensure_session_dir(self.session_dir)
         while True:
             # Asked before every attempt: a standby whose reason to exist is gone must
             # not take the lock just because it became free.
             if keep_waiting is not None and not keep_waiting():
                 raise SessionBusyError(self.session_dir)
-            if self._lock():
+            self._lock = SessionLock.try_acquire(self.session_dir)
+            if self._lock is not None:
                 break
             if keep_waiting is None:
                 raise SessionBusyError(self.session_dir)
@@ -254,19 +226,23 @@ class SessionWriter:
 
     def _open(self) -> None:
         path = self.session_dir / L.DATA_FILE
-        if not path.exists():
-            self._create(path)
+        if not check_regular(path):
+            create_session_file(
+                path,
+                session=self.session,
+                subsample_seed=self.subsample_seed,
+                subsampling_rule=self._subsampling_rule,
+            )
         try:
             clear_status_flags(path)  # set if a writer was killed; we hold the lock
         except ValueError as exc:
             raise WriterError(f"{path}: {exc}") from exc
-        self._h5 = h5py.File(path, "a", libver=LIBVER, locking=False)
-        root = self._h5
+        root = self._h5 = self._open_file()
         version = int(root.attrs.get(L.ATTR_FORMAT_VERSION, 0))
-        if version != L.FORMAT_VERSION or root.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
+        if version not in L.APPENDABLE_VERSIONS or root.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
             raise WriterError(
-                f"{path} is not a {L.FORMAT_NAME} file of version {L.FORMAT_VERSION}; "
-                "record into a new session"
+                f"{path} is not a {L.FORMAT_NAME} file of version "
+                f"{' or '.join(map(str, L.APPENDABLE_VERSIONS))}; record into a new session"
             )
         try:
             # The journal stays until Journal.create below replaces it atomically.
@@ -277,6 +253,7 @@ class SessionWriter:
                 f"the last flush are in the journal: keep a copy of the folder, then "
                 f"move {L.JOURNAL_FILE} aside to continue without them"
             ) from exc
+        root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION  # 2 is a subset of 3
         meta = root[L.METADATA]
         # Existing streams keep the neurons chosen with the session's first seed.
         self.subsample_seed = int(meta.attrs[L.ATTR_SUBSAMPLE_SEED])
@@ -286,57 +263,64 @@ class SessionWriter:
         meta.attrs[L.ATTR_RECORDER_CONFIG] = self._config_json
         meta.attrs[L.ATTR_STOP_TIME] = ""
         # Partial last chunks move into memory (and the journal) before they leave the
-        # file: from here on the datasets only ever receive whole chunks.
-        for ds in appendable_datasets(root):
-            self._arrays[ds.name] = _Appendable.load(ds)
+        # file: from here on the datasets only ever receive whole chunks. One dataset
+        # at a time, so memory follows the tails, not the number of datasets.
+        for group in stream_groups(root):
+            for ds_path in appendable_paths(group):
+                a = self._arrays[ds_path] = Appendable.load(root[ds_path])
+                self._tail_bytes += a.tail_bytes
         self._journal = Journal.create(
             self.session_dir / L.JOURNAL_FILE, [a.snapshot() for a in self._arrays.values()]
         )
         for a in self._arrays.values():
-            ds = root[a.path]
-            if ds.shape[0] != a.main:
-                ds.resize(a.main, axis=0)
+            if a.rows:
+                root[a.path].resize(a.main, axis=0)
         root.flush()
         root.swmr_mode = True
         self._swmr = True
-        self._control = open(self.session_dir / L.CONTROL_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        self._control = ControlLog(self.session_dir / L.CONTROL_FILE)
 
-    def _create(self, path: Path) -> None:
-        """A new session file, built under a temporary name and renamed into place."""
-        tmp = path.with_name(path.name + ".creating")
-        with h5py.File(tmp, "w", libver=LIBVER, locking=False) as root:
-            root.attrs[L.ATTR_FORMAT] = L.FORMAT_NAME
-            root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION
-            for name in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
-                root.create_group(name)
-            meta = root.create_group(L.METADATA)
-            meta.create_group(L.NODES)
-            meta.attrs[L.ATTR_SESSION] = self.session
-            meta.attrs[L.ATTR_START_TIME] = _utc_now()
-            meta.attrs[L.ATTR_RECORDER_RUNS] = 0
-            meta.attrs[L.ATTR_SUBSAMPLE_SEED] = self.subsample_seed
-            meta.attrs[L.ATTR_SUBSAMPLING] = self._subsampling_rule
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(self.session_dir)
+    def _open_file(self) -> h5py.File:
+        """The session file, opened for writing without SWMR (never through a symlink).
+
+        No chunk cache: whole chunks are written straight through, and an unfinished
+        chunk never sits in HDF5's memory (its rows are in the tails).
+        """
+        path = self.session_dir / L.DATA_FILE
+        check_regular(path)
+        h5 = h5py.File(path, "a", libver=LIBVER, locking=False, rdcc_nbytes=0)
+        if not same_file(h5.id.get_vfd_handle(), path):
+            h5.close()
+            raise UnsafePathError(path, "replaced while it was opened")
+        return h5
 
     def finish(self, statistics: dict[str, Any] | None = None) -> None:
-        """Write everything, stamp the stop time, close, delete the journal (idempotent)."""
+        """Write everything, stamp the stop time, close, delete the journal (idempotent).
+
+        Raises :class:`WriteAborted` if :attr:`should_abort` says so at a safe point;
+        the caller then abandons the session (it is left as after a crash).
+        """
         if self._finished:
             return
         self._finished = True
         try:
             if self._h5 is not None:
                 path = self.session_dir / L.DATA_FILE
+                self._create_pending()
+                tails = sorted((a for a in self._arrays.values() if a.rows), key=lambda a: a.path)
+                for i, a in enumerate(tails):
+                    if i % CHECK_EVERY == 0:
+                        self.checkpoint()
+                    a.write_all(self._file)
+                self.checkpoint()
+                # The last window: never cut short, and it ends with the file closed.
                 self._reopen(swmr=False)
-                for a in self._arrays.values():
-                    a.write_all(self._file[a.path])
-                self._apply_pending()
-                meta = self._file[L.METADATA]
-                meta.attrs[L.ATTR_STOP_TIME] = _utc_now()
+                root = self._file
+                self._apply_pending(root)
+                root[L.METADATA].attrs[L.ATTR_STOP_TIME] = utc_now()
                 if statistics is not None:
-                    self._write_statistics(statistics)
-                self._file.close()
+                    self._write_statistics(statistics, into=root)
+                root.close()
                 self._h5 = None
                 fsync_path(path)
                 if self._journal is not None:
@@ -351,28 +335,17 @@ class SessionWriter:
                 self._control = None
             self._unlock()
 
+    def checkpoint(self) -> None:
+        """A safe point of a long flush or close: raise :class:`WriteAborted` if asked to."""
+        if self.should_abort():
+            raise WriteAborted()
+
     def recent_control_records(self, tail_bytes: int = 4 << 20) -> list[dict[str, Any]]:
         """The last records of ``control_states.jsonl`` (its last ``tail_bytes``), oldest first."""
-        path = self.session_dir / L.CONTROL_FILE
-        try:
-            with open(path, "rb") as fh:
-                start = max(0, fh.seek(0, os.SEEK_END) - tail_bytes)
-                fh.seek(start)
-                lines = fh.read().splitlines()
-        except FileNotFoundError:
-            return []
-        if start > 0:
-            lines = lines[1:]  # starts mid-line
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a torn line left by a crash
-        return records
+        return read_records(self.session_dir / L.CONTROL_FILE, tail_bytes)
 
     def abandon(self) -> None:
-        """Give up after an I/O error: release the lock and the control log, leave HDF5 as is.
+        """Give up after an I/O error or an aborted close: leave HDF5 as it is.
 
         The HDF5 file is not closed (closing writes), so it stays as of its last flush
         and the journal is kept for the next start to recover from; the process must
@@ -402,31 +375,37 @@ class SessionWriter:
     ) -> None:
         self.finish()
 
-    def flush(self, statistics: dict[str, Any] | None = None) -> None:
+    def flush(
+        self, statistics: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         """Make everything appended so far durable.
 
-        In this order: pending groups and attributes (a non-SWMR window), whole chunks
-        into the datasets, HDF5 flush and fsync, then the journal record of the rows
-        not in a whole chunk, ``recording_statistics.json`` and the control log.
+        In this order: new streams and pending attributes (short non-SWMR windows),
+        whole chunks into the datasets, HDF5 flush and fsync, then the journal record of
+        the rows not in a whole chunk, ``recording_statistics.json`` and the control log.
+        ``statistics`` may be a function: it is then called only when the document is
+        due (a large one is rewritten every :data:`STATISTICS_PERIOD_S`).
         """
-        self._apply_pending()
+        self._create_pending()
+        if self._pending_nodes or self._pending_sorting:
+            with self._structure() as root:
+                self._apply_pending(root)
         root = self._file
-        for a in self._arrays.values():
-            if a.rows >= a.chunk_rows:
-                a.write_whole_chunks(root[a.path])
+        for a in self._dirty:
+            if a.full:
+                self._write_chunks(a)
         root.flush()
         os.fsync(root.id.get_vfd_handle())
         self._write_journal()
         if statistics is not None:
-            self._write_statistics(statistics, into_file=False)
+            self._write_statistics(statistics)
         if self._control is not None:
-            self._control.flush()
-            os.fsync(self._control.fileno())
+            self._control.sync()
 
     @property
     def tail_bytes(self) -> int:
         """Bytes held back from unfinished chunks: what closing still has to write."""
-        return sum(a.tail_bytes for a in self._arrays.values())
+        return self._tail_bytes
 
     # -- streams ---------------------------------------------------------------------
 
@@ -441,73 +420,61 @@ class SessionWriter:
         subsample_rate: float,
         select: Callable[[], npt.NDArray[np.uint32]],
     ) -> StreamHandle:
-        """Open a stream's group, creating it on first use; ``select`` picks its neurons."""
-        top = {Kind.SPIKES: L.SPIKES, Kind.MEMBRANE: L.MEMBRANE, Kind.WEIGHTS: L.WEIGHTS}[kind]
-        pop = L.population(node_id, name)
-        path = f"/{top}/{pop}"
+        """Open a stream, creating it on first use; ``select`` picks a subsampled layer's neurons.
+
+        A new stream's group and datasets are created in the file at the next flush;
+        until then its rows wait in memory.
+        """
+        path = stream_path(kind, node_id, name)
         stream = f"{node_id}/{kind.key_word}/{name}"
+        top, pop = path[1:].split("/")
         if pop in self._file[top]:
-            group = self._file[path]
-            old = tuple(int(x) for x in np.atleast_1d(group.attrs[L.ATTR_LAYER_SIZE]))
-            if old != shape:
-                raise ShapeChangedError(stream, old, shape)
-            recorded = np.asarray(group[L.RECORDED_NEURONS][()], dtype=np.uint32)
-            last_time = -np.inf
-            if kind is Kind.SPIKES:
-                last = self._last(f"{path}/{L.TIMESTAMPS}")
-                last_time = -np.inf if last is None else float(last)
-            last_frame = None
-            seq = self._last(f"{path}/{L.FRAME_SEQ}")
-            inc = self._last(f"{path}/{L.FRAME_INCARNATION}")
-            if seq is not None and inc is not None:
-                last_frame = (int(inc), int(seq))
-            sorting = group.attrs.get(L.ATTR_SORTING)
-            by_time = sorting is None or int(sorting) == L.SORTING_ENUM["by_time"]
-            return StreamHandle(kind, path, recorded, shape, last_time, last_frame, by_time)
-        recorded = select() if kind is not Kind.WEIGHTS else np.zeros(0, np.uint32)
-        with self._structure() as root:
-            group = root[top].create_group(pop)
-            group.attrs[L.ATTR_NODE_ID] = node_id
-            group.attrs[L.ATTR_LAYER] = name
-            group.attrs[L.ATTR_LAYER_SIZE] = np.asarray(shape, dtype=np.int64)
-            group.attrs[L.ATTR_DT_MS] = dt_ms
-            group.attrs[L.ATTR_SUBSAMPLE_RATE] = subsample_rate if kind is not Kind.WEIGHTS else 1.0
-            group.create_dataset(L.RECORDED_NEURONS, data=recorded, dtype=L.NEURON_DTYPE)
-            self._frame_datasets(group)
-            if kind is Kind.SPIKES:
-                self._series(group, L.TIMESTAMPS, L.TIME_DTYPE, L.SPIKE_CHUNK)
-                group[L.TIMESTAMPS].attrs[L.ATTR_UNITS] = L.UNITS_TIME
-                self._series(group, L.NODE_IDS, L.NEURON_DTYPE, L.SPIKE_CHUNK)
-                self._series(group, L.STEPS, L.STEP_DTYPE, L.SPIKE_CHUNK)
-                self._set_sorting(group, "by_time")
-            elif kind is Kind.MEMBRANE:
-                n = max(1, recorded.size)
-                rows = max(1, L.DATA_CHUNK_BYTES // (4 * n))
-                ds = group.create_dataset(
-                    L.DATA,
-                    shape=(0, recorded.size),
-                    maxshape=(None, recorded.size),
-                    dtype=L.VALUE_DTYPE,
-                    chunks=(rows, n) if recorded.size else None,
-                    **self._filters,
-                )
-                ds.attrs[L.ATTR_UNITS] = L.UNITS_MEMBRANE
-            else:
-                rows_, cols = shape
-                r_chunk = max(1, min(rows_, L.DATA_CHUNK_BYTES // (4 * max(1, cols))))
-                ds = group.create_dataset(
-                    L.DATA,
-                    shape=(0, rows_, cols),
-                    maxshape=(None, rows_, cols),
-                    dtype=L.VALUE_DTYPE,
-                    chunks=(1, max(1, r_chunk), max(1, cols)),
-                    **self._filters,
-                )
-                ds.attrs[L.ATTR_UNITS] = L.UNITS_WEIGHTS
-            for ds in group.values():
-                if isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None:
-                    self._arrays[ds.name] = _Appendable.load(ds)
-        return StreamHandle(kind, path, recorded, shape, -np.inf)
+            return self._reopen_stream(kind, stream, path, shape)
+        recorded = None
+        if kind is not Kind.WEIGHTS and subsample_rate < 1.0:
+            recorded = select()
+            if recorded.size == shape[0]:
+                recorded = None  # every neuron after all: no list
+        spec = StreamSpec(kind, node_id, name, shape, dt_ms, subsample_rate, recorded)
+        arrays = {
+            s.name: Appendable(
+                f"{path}/{s.name}",
+                s.chunk_rows,
+                s.dtype,
+                s.row_shape,
+                0,
+                created=False,
+                codec=self._codec if s.whole_rows else None,
+            )
+            for s in series_of(spec)
+        }
+        for a in arrays.values():
+            self._arrays[a.path] = a
+        self._pending_streams.append((spec, list(arrays.values())))
+        return StreamHandle(kind, path, recorded, shape, arrays)
+
+    def _reopen_stream(
+        self, kind: Kind, stream: str, path: str, shape: tuple[int, ...]
+    ) -> StreamHandle:
+        group = self._file[path]
+        old = stored_shape(group)
+        if old != shape:
+            raise ShapeChangedError(stream, old, shape)
+        arrays = {
+            p.rsplit("/", 1)[1]: self._arrays[p]
+            for p in appendable_paths(group)
+            if p in self._arrays
+        }
+        handle = StreamHandle(kind, path, stored_recorded(group, kind), shape, arrays)
+        if kind is Kind.SPIKES:
+            last = self._last(arrays.get(L.TIMESTAMPS))
+            handle.last_time = -np.inf if last is None else float(last)
+            handle.sorted_by_time = is_sorted_by_time(group)
+        seq = self._last(arrays.get(L.FRAME_SEQ))
+        inc = self._last(arrays.get(L.FRAME_INCARNATION))
+        if seq is not None and inc is not None:
+            handle.last_frame = (int(inc), int(seq))
+        return handle
 
     def note_node(
         self,
@@ -520,26 +487,32 @@ class SessionWriter:
         """Record per-node metadata: module type, dt and the incarnations seen.
 
         Changes are written at the next flush (attributes need a non-SWMR window);
-        repeating what is known costs nothing.
+        repeating what is known costs a comparison. At most
+        :data:`~recorderd.layout.MAX_NODE_INCARNATIONS` incarnations are listed; the
+        others are counted.
         """
-        known = self._nodes.get(node_id)
-        if known is None:
+        node = self._nodes.get(node_id)
+        if node is None:
             nodes = self._file[L.METADATA][L.NODES]
-            known = dict(nodes[node_id].attrs) if node_id in nodes else {}
-            self._nodes[node_id] = known
+            attrs = dict(nodes[node_id].attrs) if node_id in nodes else {}
+            seen = np.asarray(attrs.get(L.ATTR_INCARNATIONS, np.zeros(0, np.uint64)))
+            node = self._nodes[node_id] = _Node(attrs, {int(x) for x in seen})
+        attrs = node.attrs
         changed = False
-        if module_type is not None and known.get(L.ATTR_MODULE_TYPE) != module_type:
-            known[L.ATTR_MODULE_TYPE] = module_type
+        if module_type is not None and attrs.get(L.ATTR_MODULE_TYPE) != module_type:
+            attrs[L.ATTR_MODULE_TYPE] = module_type
             changed = True
-        if dt_ms is not None and known.get(L.ATTR_DT_MS) != dt_ms:
-            known[L.ATTR_DT_MS] = dt_ms
+        if dt_ms is not None and attrs.get(L.ATTR_DT_MS) != dt_ms:
+            attrs[L.ATTR_DT_MS] = dt_ms
             changed = True
-        if incarnation is not None:
-            seen = np.asarray(known.get(L.ATTR_INCARNATIONS, np.zeros(0, np.uint64)))
-            if incarnation not in seen:
-                known[L.ATTR_INCARNATIONS] = np.append(seen, np.uint64(incarnation)).astype(
-                    np.uint64
-                )
+        if incarnation is not None and incarnation != node.last:
+            node.last = incarnation
+            if incarnation not in node.incarnations:
+                total = int(attrs.get(L.ATTR_INCARNATIONS_TOTAL, len(node.incarnations)))
+                attrs[L.ATTR_INCARNATIONS_TOTAL] = total + 1
+                if len(node.incarnations) < L.MAX_NODE_INCARNATIONS:
+                    node.incarnations.add(incarnation)
+                    attrs[L.ATTR_INCARNATIONS] = None  # rebuilt from the set when written
                 changed = True
         if changed:
             self._pending_nodes.add(node_id)
@@ -561,23 +534,24 @@ class SessionWriter:
                 handle.sorted_by_time = False
                 self._pending_sorting[handle.path] = "none"
             handle.last_time = float(times[-1])
-            self._arrays[f"{handle.path}/{L.TIMESTAMPS}"].push(times)
-            self._arrays[f"{handle.path}/{L.NODE_IDS}"].push(ids)
-            self._arrays[f"{handle.path}/{L.STEPS}"].push(steps)
-        self._append_frames(handle.path, frames)
+            self._push(handle.arrays[L.TIMESTAMPS], times)
+            self._push(handle.arrays[L.NODE_IDS], ids)
+            self._push(handle.arrays[L.STEPS], steps)
+        self._append_frames(handle, frames)
 
     def append_rows(
         self, handle: StreamHandle, data: npt.NDArray[np.float32], frames: Frames
     ) -> None:
         """Append membrane rows (frames x recorded neurons) or weight snapshots."""
-        self._arrays[f"{handle.path}/{L.DATA}"].push(data)
-        self._append_frames(handle.path, frames)
+        if L.DATA in handle.arrays:  # absent when no neuron is recorded
+            self._push(handle.arrays[L.DATA], data)
+        self._append_frames(handle, frames)
 
     def write_control(self, record: dict[str, Any]) -> None:
         """Append one record to ``control_states.jsonl``."""
         if self._control is None:
             raise WriterError("writer not started")
-        self._control.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._control.write(record)
 
     # -- internals -------------------------------------------------------------------
 
@@ -587,41 +561,39 @@ class SessionWriter:
             raise WriterError("writer not started or already finished")
         return self._h5
 
-    def _series(self, group: h5py.Group, name: str, dtype: np.dtype[Any], chunk: int) -> None:
-        group.create_dataset(
-            name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,), **self._filters
-        )
+    def _push(self, a: Appendable, rows: npt.NDArray[Any]) -> None:
+        before = a.tail_bytes
+        a.push(rows)
+        self._tail_bytes += a.tail_bytes - before
+        self._dirty.add(a)
+        if a.full and a.created:
+            self._write_chunks(a)  # a tail never holds a whole chunk for long
 
-    def _frame_datasets(self, group: h5py.Group) -> None:
-        for name, dtype in (
-            (L.FRAME_STEP, L.STEP_DTYPE),
-            (L.FRAME_TIME, L.TIME_DTYPE),
-            (L.FRAME_SEQ, L.SEQ_DTYPE),
-            (L.FRAME_INCARNATION, L.SEQ_DTYPE),
-            (L.FRAME_COUNT, L.COUNT_DTYPE),
-        ):
-            self._series(group, name, dtype, L.FRAME_CHUNK)
-        group[L.FRAME_TIME].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+    def _write_chunks(self, a: Appendable) -> None:
+        before = a.tail_bytes
+        a.write_whole_chunks(self._file[a.path])
+        self._tail_bytes += a.tail_bytes - before
 
-    def _append_frames(self, path: str, frames: Frames) -> None:
-        self._arrays[f"{path}/{L.FRAME_STEP}"].push(frames.step)
-        self._arrays[f"{path}/{L.FRAME_TIME}"].push(frames.time)
-        self._arrays[f"{path}/{L.FRAME_SEQ}"].push(frames.seq)
-        self._arrays[f"{path}/{L.FRAME_INCARNATION}"].push(frames.incarnation)
-        self._arrays[f"{path}/{L.FRAME_COUNT}"].push(frames.count)
+    def _append_frames(self, handle: StreamHandle, frames: Frames) -> None:
+        arrays = handle.arrays
+        self._push(arrays[L.FRAME_STEP], frames.step)
+        self._push(arrays[L.FRAME_TIME], frames.time)
+        self._push(arrays[L.FRAME_SEQ], frames.seq)
+        self._push(arrays[L.FRAME_INCARNATION], frames.incarnation)
+        self._push(arrays[L.FRAME_COUNT], frames.count)
 
-    def _last(self, path: str) -> Any:
-        a = self._arrays.get(path)
-        return a.last(self._file[path]) if a is not None else None
+    def _last(self, a: Appendable | None) -> Any:
+        if a is None:
+            return None
+        return a.last(self._file[a.path] if a.main else None)
 
     def _reopen(self, *, swmr: bool) -> None:
         """Close and reopen the file: the only way out of SWMR mode."""
         if self._swmr == swmr:
             return
-        path = self._file.filename
         if self._swmr:
             self._file.close()
-            self._h5 = h5py.File(path, "a", libver=LIBVER, locking=False)
+            self._h5 = self._open_file()
             self._swmr = False
         else:
             self._file.flush()
@@ -630,25 +602,47 @@ class SessionWriter:
 
     @contextmanager
     def _structure(self) -> Iterator[h5py.File]:
-        """A window without SWMR for new groups, datasets and attributes."""
+        """A window without SWMR for new groups, datasets and attributes.
+
+        Never cut short from inside (no checkpoint in a window): an abort waits for it.
+        """
         self._reopen(swmr=False)
         yield self._file
         self._reopen(swmr=True)
 
-    def _apply_pending(self) -> None:
-        """Write pending node attributes and sorting changes."""
-        if not self._pending_nodes and not self._pending_sorting:
-            return
-        with self._structure() as root:
-            nodes = root[L.METADATA][L.NODES]
-            for node_id in sorted(self._pending_nodes):
-                group = nodes.require_group(node_id)
-                for key, value in self._nodes[node_id].items():
-                    group.attrs[key] = value
-            for path, value in self._pending_sorting.items():
-                self._set_sorting(root[path], value)
+    def _create_pending(self) -> None:
+        """Create new streams, at most :data:`STREAMS_PER_WINDOW` per window."""
+        while self._pending_streams:
+            self.checkpoint()
+            batch = self._pending_streams[:STREAMS_PER_WINDOW]
+            del self._pending_streams[:STREAMS_PER_WINDOW]
+            with self._structure() as root:
+                for spec, _ in batch:
+                    create_stream(root, spec, self._filters)
+                self._apply_pending(root)
+            for _, arrays in batch:
+                for a in arrays:
+                    a.created = True
+                    if a.full:
+                        self._write_chunks(a)
+
+    def _apply_pending(self, root: h5py.File) -> None:
+        """Write pending node attributes and sorting changes (inside a window)."""
+        nodes = root[L.METADATA][L.NODES]
+        for node_id in sorted(self._pending_nodes):
+            node = self._nodes[node_id]
+            group = nodes.require_group(node_id)
+            for key, value in node.attrs.items():
+                if key == L.ATTR_INCARNATIONS:
+                    value = np.fromiter(
+                        sorted(node.incarnations), np.uint64, len(node.incarnations)
+                    )
+                group.attrs[key] = value
+        for path, value in self._pending_sorting.items():
+            if path in root:
+                set_sorting(root[path], value)
         self._pending_nodes.clear()
-        self._pending_sorting.clear()
+        self._pending_sorting = {p: v for p, v in self._pending_sorting.items() if p not in root}
 
     def _write_journal(self) -> None:
         if self._journal is None:
@@ -656,36 +650,40 @@ class SessionWriter:
         if self._journal.size > max(JOURNAL_COMPACT_BYTES, 2 * self.tail_bytes):
             self._journal.close()
             self._journal = Journal.create(
-                self._journal.path, [a.snapshot() for a in self._arrays.values()]
+                self._journal.path, [a.snapshot() for a in self._arrays.values() if a.created]
             )
+            self._dirty = {a for a in self._dirty if not a.created}
             return
-        entries = [e for a in self._arrays.values() if (e := a.entry()) is not None]
+        entries = []
+        for a in self._dirty:
+            e = a.entry()
+            if e is not None:
+                entries.append(e)
         self._journal.append(entries)
+        self._dirty = {a for a in self._dirty if not a.created}
 
-    @staticmethod
-    def _set_sorting(group: h5py.Group, value: str) -> None:
-        enum = h5py.enum_dtype(L.SORTING_ENUM, basetype="u1")
-        group.attrs.create(L.ATTR_SORTING, L.SORTING_ENUM[value], dtype=enum)
-
-    def _write_statistics(self, statistics: dict[str, Any], *, into_file: bool = True) -> None:
+    def _write_statistics(
+        self,
+        statistics: dict[str, Any] | Callable[[], dict[str, Any]],
+        *,
+        into: h5py.File | None = None,
+    ) -> None:
         """``recording_statistics.json`` (atomically replaced) and, at close, the file."""
-        text = json.dumps(statistics, indent=2, sort_keys=True)
-        if into_file:
-            self._file[L.METADATA].attrs[L.ATTR_STATISTICS] = text
-        path = self.session_dir / L.STATISTICS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def _lock(self) -> bool:
-        self._lock_fd = try_lock(self.session_dir)
-        return self._lock_fd is not None
+        now = time.monotonic()
+        if callable(statistics):
+            if self._stats_bytes > STATISTICS_LARGE_BYTES and now - self._stats_at < (
+                STATISTICS_PERIOD_S
+            ):
+                return
+            statistics = statistics()
+        large = self._stats_bytes > STATISTICS_LARGE_BYTES
+        text = json.dumps(statistics, indent=None if large else 2, sort_keys=True)
+        if into is not None:
+            into[L.METADATA].attrs[L.ATTR_STATISTICS] = text
+        write_atomic(self.session_dir / L.STATISTICS_FILE, (text + "\n").encode())
+        self._stats_bytes, self._stats_at = len(text), now
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,12 +27,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 @contextmanager
 def recorderd(
-    tmp_path: Path, *args: str, name: str = "recorderd"
+    tmp_path: Path, *args: str, name: str = "recorderd", env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails."""
+    """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails.
+
+    ``env``: variables added to this process's environment for it.
+    """
     log = tmp_path / f"{name}.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "recorderd", *args], stderr=fh)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recorderd", *args],
+            stderr=fh,
+            env=None if env is None else {**os.environ, **env},
+        )
     try:
         wait_for(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, 30, "ready")
         if proc.poll() is not None:

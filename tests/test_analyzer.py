@@ -343,7 +343,7 @@ def test_empty_and_silent_populations(tmp_path: Path) -> None:
         output_dir=tmp_path,
         session_name="e",
         record_membrane=True,
-        spike_subsample_rate=0.01,  # round(0.01 * 10) = 0 neurons: nothing is appended
+        spike_subsample_rate=0.01,  # round(0.01 * 10) = 0 neurons: frames only
         membrane_subsample_rate=0.01,
     )
     with SimulationRecorder(config) as rec:
@@ -354,10 +354,12 @@ def test_empty_and_silent_populations(tmp_path: Path) -> None:
     with SimulationAnalyzer(tmp_path / "e") as an:
         none = an.compute_firing_rate("n", "none")
         assert none["n_recorded_neurons"] == 0 and none["total_spikes"] == 0
-        assert math.isnan(none["mean_rate_hz"]) and none["duration_s"] == 0.0
+        # No neuron recorded: no spike, but every message's frame (10 steps of 1 ms).
+        assert math.isnan(none["mean_rate_hz"]) and none["duration_s"] == pytest.approx(0.01)
         silent = an.compute_firing_rate("n", "silent")
         assert silent["mean_rate_hz"] == 0.0 and silent["active_fraction"] == 0.0
-        assert an.get_spike_data("n", "none")[1] == []
+        per_step = an.get_spike_data("n", "none")[1]
+        assert len(per_step) == 10 and all(a.size == 0 for a in per_step)
         for layer in ("none", "silent"):
             an.plot_spike_raster("n", layer, save_path=tmp_path / f"{layer}_r.png")
             an.plot_firing_rate_timeline("n", layer, save_path=tmp_path / f"{layer}_t.png")

@@ -5,13 +5,17 @@ Each test records onto a size-capped tmpfs it mounts itself (needs root, as in C
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from analysis.reader import SessionReader
+from recorderd import layout as L
+from recorderd.superblock import status_flags
 from tests.conftest import free_port
 from tests.processes import brain_node, recorderd, stop
 
@@ -116,3 +120,43 @@ def test_disk_full_fails_clearly_and_keeps_what_was_flushed(
         assert r.spikes("pfc-0", "output").neuron_ids.size > 0
         steps, data = r.membrane("pfc-0", "hidden")
         assert data.shape[0] == steps.shape[0] > 0
+
+
+KILLED_IN_A_WINDOW = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from recorderd import protocol as P
+from recorderd.recorder import Recorder
+from recorderd.settings import load_settings
+rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])))
+rec.start()
+for seq in range(300):
+    msg = P.encode(P.Kind.SPIKES, incarnation=1, seq=seq, step=seq, time_ms=float(seq),
+                   dt_ms=1.0, layer_size=100, data=np.array([seq % 100], dtype=np.uint32))
+    rec.add("n0", "l", P.decode(msg, P.Kind.SPIKES))
+rec.flush()
+rec.writer._reopen(swmr=False)  # a window without SWMR, as when a new stream is created
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.parametrize("small_disk", ["16m"], indirect=True)
+def test_a_session_killed_in_a_window_on_a_full_disk_is_read_where_it_lies(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """No room to recover and flags of a non-SWMR writer: read through the journal anyway."""
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_A_WINDOW, str(small_disk)])
+    assert killed.returncode == -9
+    session = small_disk / "s"
+    assert (session / L.JOURNAL_FILE).exists() and status_flags(session / L.DATA_FILE) != 0
+    filler = small_disk / "filler"
+    with open(filler, "wb") as fh:  # leave less room than recovery asks for
+        free = shutil.disk_usage(small_disk).free
+        fh.write(b"\0" * max(0, free - (1 << 20)))
+    before = (session / L.DATA_FILE).read_bytes()
+    with SessionReader(session) as r:
+        assert r.state == "read-only"
+        assert r.frames("n0", "l").seq.tolist() == list(range(300))
+        assert r.spikes("n0", "l").neuron_ids.tolist() == [s % 100 for s in range(300)]
+    assert (session / L.DATA_FILE).read_bytes() == before  # read where it lies: unchanged

@@ -57,6 +57,10 @@ def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path) -> None:
         summaries = {
             node: json.loads((tmp_path / f"{node}.json").read_text()) for node, _, _ in NODES
         }
+        # Each node knows which recorder session confirmed its flush barrier.
+        assert {n: s["flush_sessions"] for n, s in summaries.items()} == {
+            node: [session.name] for node, _, _ in NODES
+        }
         published = sum(
             s["messages"]
             for summ in summaries.values()

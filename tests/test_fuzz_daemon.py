@@ -45,6 +45,10 @@ LEGIT = "legit-0"
 LAYER = "out"
 LAYER_SIZE = 50
 INCARNATION = 0x1234_5678_9ABC_DEF0
+#: Malformed control states carry another incarnation: one with the legitimate node's
+#: incarnation and its next seq would count as that message (rejected once, not also
+#: missing), and the legitimate message after it as a duplicate, by design.
+HOSTILE_INCARNATION = 0x0BAD_0BAD_0BAD_0BAD
 SPIKES_KEY = P.data_key(PREFIX, LEGIT, P.Kind.SPIKES, LAYER)
 CONTROL_KEY = P.control_key(PREFIX, LEGIT)
 # Streams that only ever receive malformed payloads (recorded kinds: see daemon_args).
@@ -511,7 +515,7 @@ RAW_NONFINITE = [  # (field, JSON token) spliced in as raw text: not JSON, but p
 @st.composite
 def malformed_control(draw: st.DrawFn) -> tuple[bytes, str]:
     seq = draw(st.integers(0, 3))
-    state = control_state(seq)
+    state = control_state(seq, incarnation=HOSTILE_INCARNATION)
     fault = draw(
         st.sampled_from(["json", "truncate", "missing", "extra", "value", "raw", "version"])
     )
@@ -694,6 +698,9 @@ def test_hostile_keys_and_control_states_are_rejected_and_nothing_escapes(
             (json.dumps(control_state(0, extra=1)).encode(), "bad_control"),
             (json.dumps(control_state(0, metadata={"x": math.nan})).encode(), "bad_control"),
             (b"not json at all", "bad_control"),
+            # Texts that reach HDF5 attributes: a NUL used to kill the writer thread.
+            (json.dumps(control_state(0, module_type="a\u0000b")).encode(), "bad_control"),
+            (json.dumps(control_state(0, status="\u001b[2J")).encode(), "bad_control"),
         ]
         for payload, reason in controls:
             b.hostile(CONTROL_KEY, payload, reason)
@@ -708,6 +715,11 @@ def test_hostile_keys_and_control_states_are_rejected_and_nothing_escapes(
         b.hostile(CONTROL_KEY, one_more, "bad_length")
         # A control state on another node's key naming the legitimate node.
         b.hostile(P.control_key(PREFIX, "other-0"), valid_control, "node_mismatch")
+        # Zenoh DELETE samples on our keys carry no message: counted under their own reason.
+        for key in (SPIKES_KEY, CONTROL_KEY):
+            b.session.delete(key)
+            b.hostile_sent += 1
+            b.expected["delete_sample"] += 1
 
         @FUZZ
         @given(hostile_key(), malformed_control())

@@ -13,25 +13,15 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd import layout as L
 from recorderd import protocol as P
-from recorderd.pipeline import Pipeline
+from recorderd.pipeline import BATCH_MESSAGES, Pipeline
 from recorderd.recorder import Recorder
 from recorderd.settings import RecorderSettings
 from recorderd.writer import SessionBusyError
 from tests.conftest import spike_message
+from tests.helpers import feed
 
 MakeSettings = Callable[..., RecorderSettings]
 KEY = "brain/pfc-0/spikes/output"
-
-
-def feed(settings: RecorderSettings, messages: list[tuple[str, bytes]]) -> Recorder:
-    """Record ``messages`` through the pipeline's decode path and finish the session."""
-    recorder = Recorder(settings)
-    recorder.start()
-    pipe = Pipeline(recorder, prefix="brain", capacity=10_000, flush_interval=1.0)
-    for key, payload in messages:
-        pipe.handle(key, payload, time.time())
-    recorder.finish()
-    return recorder
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
@@ -93,9 +83,9 @@ def test_rejections_are_counted_and_valid_messages_still_recorded(
         (KEY, b"junk"),
         ("brain/../spikes/output", spike_message(0, [1])),
         (KEY, spike_message(1, [200])),  # index >= layer size
-        ("brain/pfc-0/spikes/output", spike_message(1, [3], layer_size=50)),  # shape changed
+        ("brain/pfc-0/spikes/output", spike_message(2, [3], layer_size=50)),  # shape changed
         ("brain/pfc-0/control", b"{not json"),
-        (KEY, spike_message(1, [3])),
+        (KEY, spike_message(3, [3])),
     ]
     settings = make_settings()
     rec = feed(settings, msgs)
@@ -106,6 +96,9 @@ def test_rejections_are_counted_and_valid_messages_still_recorded(
         "shape_changed": 1,
         "bad_control": 1,
     }
+    # Each message is counted once: the rejected ones (junk, seq 1, seq 2) are not missing.
+    st = rec.statistics.streams["pfc-0/spikes/output"]
+    assert (st.received, st.rejected, st.missing) == (2, 3, 0)
     with SessionReader(settings.session_dir) as r:
         assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [1, 2, 3]
     assert not any(p.name.startswith("..") for p in settings.recording_dir.rglob("*"))
@@ -291,9 +284,13 @@ def test_queued_messages_dropped_at_low_disk_are_counted(make_settings: MakeSett
     pipe = Pipeline(
         recorder, prefix="brain", capacity=30_000, flush_interval=0.0, min_free_disk_mb=1e12
     )
-    for i in range(20_000):  # the writer takes 10,000 per round: half is still queued
+    for i in range(20_000):  # the writer takes one batch per round: the rest is still queued
         pipe.submit(KEY, spike_message(i, [1]))
     pipe.run()
     st = recorder.statistics
     assert pipe.stop_reason == "disk_low"
-    assert (st.streams["pfc-0/spikes/output"].received, st.intake_dropped) == (10_000, 10_000)
+    taken = BATCH_MESSAGES
+    assert (st.streams["pfc-0/spikes/output"].received, st.intake_dropped) == (
+        taken,
+        20_000 - taken,
+    )

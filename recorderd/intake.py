@@ -1,0 +1,150 @@
+"""The intake: a bounded, fair queue from Zenoh's threads to the writer thread.
+
+Samples are queued per publisher, bounded both in messages and in bytes, and handed
+to the writer round-robin, so that one node flooding the bus cannot starve the others:
+
+- Each sample goes to one of :data:`BUCKETS` queues chosen by a hash of its node id
+  (the key segment after the prefix). Python's string hash is salted per process, so
+  which nodes share a queue is not predictable from outside (stochastic fair queueing).
+- When the intake is full, a sample is admitted only if its queue is not the longest
+  (in bytes when the byte bound is hit, else in messages); the oldest samples of the
+  longest queue are dropped to make room ("longest queue drop"). A flooding node thus
+  loses its own samples, not the others'.
+- The writer takes up to :data:`BATCH` samples from each non-empty queue in turn.
+
+Every drop is counted, in all and per key. :meth:`Intake.put` never blocks for longer
+than a short lock; it is what Zenoh's callback threads call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import Final, NamedTuple
+
+#: Queues the publishers are hashed into.
+BUCKETS: Final = 64
+#: Samples taken from one queue per round-robin visit.
+BATCH: Final = 64
+#: Bytes counted per queued sample besides its payload (the tuple, the key, bookkeeping).
+ITEM_OVERHEAD: Final = 160
+#: Distinct keys whose drops are counted one by one; others count in the total only.
+MAX_DROP_KEYS: Final = 4096
+
+
+class Sample(NamedTuple):
+    """One queued sample: its key, its payload (None for a Zenoh DELETE), when it arrived."""
+
+    key: str
+    payload: bytes | None
+    received_at: float
+
+    @property
+    def size(self) -> int:
+        return ITEM_OVERHEAD + (len(self.payload) if self.payload is not None else 0)
+
+
+class Intake:
+    """Fair bounded queue; :meth:`put` from any thread, :meth:`take` from the writer thread."""
+
+    def __init__(self, max_messages: int, max_bytes: int, prefix: str) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._head = len(prefix) + 1
+        self._lock = threading.Lock()
+        self._queues: list[deque[Sample]] = [deque() for _ in range(BUCKETS)]
+        self._bytes = [0] * BUCKETS
+        self._ring: deque[int] = deque()  # queues with samples, in service order
+        self._in_ring = [False] * BUCKETS
+        self.messages = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.dropped_by_key: Counter[str] = Counter()
+        self.high_water = 0
+
+    def _queue_of(self, key: str, node: str | None) -> int:
+        if node is None:
+            end = key.find("/", self._head)
+            node = key[self._head : end] if end > 0 else key
+        return hash(node) % BUCKETS
+
+    def put(
+        self, key: str, payload: bytes | None, received_at: float, node: str | None = None
+    ) -> bool:
+        """Queue one sample (``node``: its publisher, else taken from the key); False if dropped."""
+        sample = Sample(key, payload, received_at)
+        size = sample.size
+        q = self._queue_of(key, node)
+        with self._lock:
+            while self.messages >= self.max_messages or self.bytes + size > self.max_bytes:
+                if self.bytes + size > self.max_bytes:
+                    victim = max(range(BUCKETS), key=self._bytes.__getitem__)
+                    mine_longest = self._bytes[q] + size > self._bytes[victim]
+                else:
+                    victim = max(range(BUCKETS), key=lambda i: len(self._queues[i]))
+                    mine_longest = len(self._queues[q]) + 1 > len(self._queues[victim])
+                if mine_longest or not self._queues[victim]:
+                    self._count_drop(key)
+                    return False
+                old = self._queues[victim].popleft()
+                self._bytes[victim] -= old.size
+                self.bytes -= old.size
+                self.messages -= 1
+                self._count_drop(old.key)
+            self._queues[q].append(sample)
+            self._bytes[q] += size
+            self.bytes += size
+            self.messages += 1
+            if self.messages > self.high_water:
+                self.high_water = self.messages
+            if not self._in_ring[q]:
+                self._in_ring[q] = True
+                self._ring.append(q)
+        return True
+
+    def _count_drop(self, key: str) -> None:
+        self.dropped += 1
+        if key in self.dropped_by_key or len(self.dropped_by_key) < MAX_DROP_KEYS:
+            self.dropped_by_key[key] += 1
+
+    def take(self, max_messages: int, max_bytes: int) -> list[Sample]:
+        """Up to ``max_messages`` samples (and about ``max_bytes``), round-robin over queues."""
+        out: list[Sample] = []
+        taken = 0
+        with self._lock:
+            while self._ring and len(out) < max_messages and taken < max_bytes:
+                q = self._ring.popleft()
+                queue = self._queues[q]
+                for _ in range(min(BATCH, len(queue), max_messages - len(out))):
+                    sample = queue.popleft()
+                    size = sample.size
+                    self._bytes[q] -= size
+                    self.bytes -= size
+                    self.messages -= 1
+                    taken += size
+                    out.append(sample)
+                    if taken >= max_bytes:
+                        break
+                if queue:
+                    self._ring.append(q)
+                else:
+                    self._in_ring[q] = False
+        return out
+
+    def clear(self) -> int:
+        """Drop everything queued (counted as drops); return how many."""
+        with self._lock:
+            n = 0
+            for q, queue in enumerate(self._queues):
+                for sample in queue:
+                    self._count_drop(sample.key)
+                    n += 1
+                queue.clear()
+                self._bytes[q] = 0
+                self._in_ring[q] = False
+            self._ring.clear()
+            self.messages = self.bytes = 0
+        return n
+
+    def __len__(self) -> int:
+        return self.messages

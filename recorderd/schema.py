@@ -1,0 +1,231 @@
+"""Groups, datasets and attributes of a session file, as ``docs/recording-format.md`` says.
+
+The one place that creates the HDF5 structure of a session (the names come from
+:mod:`recorderd.layout`): a new session file, a stream group with its datasets, the
+SONATA ``sorting`` attribute (also used by the export), and what a reopened file says
+about an existing stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from recorderd import layout as L
+from recorderd.protocol import Kind
+from recorderd.safefs import fsync_path, remove_entry
+
+#: HDF5 format bounds: SWMR needs v110 at least; v114 (not "latest", which HDF5 2.0
+#: maps to object versions that libsonata's HDF5 1.14 cannot read) at most.
+LIBVER: Final[tuple[str, str]] = ("v110", "v114")
+
+Compression = Literal["gzip", "lzf", "none"]
+#: The compression choices, in the order the CLI lists them.
+COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "lzf", "none")
+
+TOP_GROUPS: Final = {Kind.SPIKES: L.SPIKES, Kind.MEMBRANE: L.MEMBRANE, Kind.WEIGHTS: L.WEIGHTS}
+
+
+def filters(compression: Compression, level: int) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords of a compression choice (shuffle with gzip and lzf)."""
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": level, "shuffle": True}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    return {}
+
+
+def utc_now() -> str:
+    """The current time as the format writes it: ISO 8601 UTC with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def create_session_file(
+    path: Path, *, session: str, subsample_seed: int, subsampling_rule: str
+) -> None:
+    """A new, empty session file, built under a temporary name and renamed into place."""
+    tmp = path.with_name(path.name + ".creating")
+    remove_entry(tmp)
+    # "w-" creates exclusively (O_EXCL): a symlink planted at the name is refused.
+    with h5py.File(tmp, "w-", libver=LIBVER, locking=False) as root:
+        root.attrs[L.ATTR_FORMAT] = L.FORMAT_NAME
+        root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION
+        for name in TOP_GROUPS.values():
+            root.create_group(name)
+        meta = root.create_group(L.METADATA)
+        meta.create_group(L.NODES)
+        meta.attrs[L.ATTR_SESSION] = session
+        meta.attrs[L.ATTR_START_TIME] = utc_now()
+        meta.attrs[L.ATTR_RECORDER_RUNS] = 0
+        meta.attrs[L.ATTR_SUBSAMPLE_SEED] = subsample_seed
+        meta.attrs[L.ATTR_SUBSAMPLING] = subsampling_rule
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def stream_path(kind: Kind, node_id: str, name: str) -> str:
+    """HDF5 path of a stream's group, e.g. ``/spikes/pfc-0.output``."""
+    return f"/{TOP_GROUPS[kind]}/{L.population(node_id, name)}"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a new stream group holds, decided by the recorder from its first message."""
+
+    kind: Kind
+    node_id: str
+    name: str
+    shape: tuple[int, ...]  # (layer_size,) or (rows, cols) for weights
+    dt_ms: float
+    subsample_rate: float
+    #: Sorted recorded neurons of a subsampled layer; None: every neuron (or weights).
+    recorded: npt.NDArray[np.uint32] | None
+
+    @property
+    def path(self) -> str:
+        return stream_path(self.kind, self.node_id, self.name)
+
+    @property
+    def width(self) -> int:
+        """Values per membrane row: the recorded neurons."""
+        return self.shape[0] if self.recorded is None else int(self.recorded.size)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One appendable dataset of a stream group: its name, dtype, chunk rows and row shape."""
+
+    name: str
+    dtype: np.dtype[Any]
+    chunk_rows: int
+    row_shape: tuple[int, ...] = ()
+    #: Whether one chunk spans whole rows (all but weights matrices split along rows).
+    whole_rows: bool = True
+
+
+FRAME_DATASETS: Final = (
+    (L.FRAME_STEP, L.STEP_DTYPE),
+    (L.FRAME_TIME, L.TIME_DTYPE),
+    (L.FRAME_SEQ, L.SEQ_DTYPE),
+    (L.FRAME_INCARNATION, L.SEQ_DTYPE),
+    (L.FRAME_COUNT, L.COUNT_DTYPE),
+)
+
+
+def series_of(spec: StreamSpec) -> list[Series]:
+    """The appendable datasets a new stream group gets, with their chunking."""
+    out = [Series(name, dtype, L.FRAME_CHUNK) for name, dtype in FRAME_DATASETS]
+    if spec.kind is Kind.SPIKES:
+        out += [
+            Series(L.TIMESTAMPS, L.TIME_DTYPE, L.SPIKE_CHUNK),
+            Series(L.NODE_IDS, L.NEURON_DTYPE, L.SPIKE_CHUNK),
+            Series(L.STEPS, L.STEP_DTYPE, L.SPIKE_CHUNK),
+        ]
+    elif spec.kind is Kind.MEMBRANE:
+        n = spec.width
+        if n:  # no neuron recorded: data is an empty, fixed dataset
+            out.append(Series(L.DATA, L.VALUE_DTYPE, max(1, L.DATA_CHUNK_BYTES // (4 * n)), (n,)))
+    else:
+        rows, cols = spec.shape
+        out.append(
+            Series(L.DATA, L.VALUE_DTYPE, 1, spec.shape, _weight_chunk_rows(rows, cols) == rows)
+        )
+    return out
+
+
+def _weight_chunk_rows(rows: int, cols: int) -> int:
+    """Matrix rows per chunk of a weights dataset: one snapshot, about 512 KiB per chunk."""
+    return max(1, min(rows, L.DATA_CHUNK_BYTES // (4 * max(1, cols))))
+
+
+def create_stream(root: h5py.File, spec: StreamSpec, f: dict[str, Any]) -> None:
+    """Create a stream's group and datasets (outside SWMR), as :func:`series_of` lists them."""
+    top, pop = TOP_GROUPS[spec.kind], L.population(spec.node_id, spec.name)
+    group = root[top].create_group(pop)
+    group.attrs[L.ATTR_NODE_ID] = spec.node_id
+    group.attrs[L.ATTR_LAYER] = spec.name
+    group.attrs[L.ATTR_LAYER_SIZE] = np.asarray(spec.shape, dtype=np.int64)
+    group.attrs[L.ATTR_DT_MS] = spec.dt_ms
+    group.attrs[L.ATTR_SUBSAMPLE_RATE] = spec.subsample_rate
+    if spec.recorded is not None:
+        group.create_dataset(L.RECORDED_NEURONS, data=spec.recorded, dtype=L.NEURON_DTYPE)
+    for s in series_of(spec):
+        chunks = (s.chunk_rows, *s.row_shape)
+        if spec.kind is Kind.WEIGHTS and s.name == L.DATA:
+            rows_, cols = spec.shape
+            chunks = (1, _weight_chunk_rows(rows_, cols), max(1, cols))
+        group.create_dataset(
+            s.name,
+            shape=(0, *s.row_shape),
+            maxshape=(None, *s.row_shape),
+            dtype=s.dtype,
+            chunks=chunks,
+            **f,
+        )
+    group[L.FRAME_TIME].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+    if spec.kind is Kind.SPIKES:
+        group[L.TIMESTAMPS].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+        set_sorting(group, "by_time")
+    elif spec.kind is Kind.MEMBRANE:
+        if L.DATA not in group:
+            group.create_dataset(L.DATA, shape=(0, 0), dtype=L.VALUE_DTYPE)
+        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_MEMBRANE
+    else:
+        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_WEIGHTS
+
+
+def is_appendable(obj: object) -> bool:
+    """Whether ``obj`` is a dataset that grows along axis 0."""
+    return isinstance(obj, h5py.Dataset) and bool(obj.maxshape) and obj.maxshape[0] is None
+
+
+def stream_groups(root: h5py.File) -> Iterator[h5py.Group]:
+    """Every stream group of the session, one at a time."""
+    for top in TOP_GROUPS.values():
+        if top not in root:
+            continue
+        for name in root[top]:
+            group = root[top].get(name)
+            if isinstance(group, h5py.Group):
+                yield group
+
+
+def appendable_paths(group: h5py.Group) -> list[str]:
+    """Paths of a stream group's appendable datasets."""
+    return [ds.name for ds in group.values() if is_appendable(ds)]
+
+
+def stored_shape(group: h5py.Group) -> tuple[int, ...]:
+    """A stream group's shape attribute as a tuple."""
+    return tuple(int(x) for x in np.atleast_1d(group.attrs[L.ATTR_LAYER_SIZE]))
+
+
+def stored_recorded(group: h5py.Group, kind: Kind) -> npt.NDArray[np.uint32] | None:
+    """A stream's recorded neurons as stored; None for every neuron (format 3 and 2)."""
+    if kind is Kind.WEIGHTS or L.RECORDED_NEURONS not in group:
+        return None
+    ds = group[L.RECORDED_NEURONS]
+    if ds.shape[0] == stored_shape(group)[0]:
+        return None  # a format 2 stream that records every neuron lists them all
+    return np.asarray(ds[()], dtype=np.uint32)
+
+
+def is_sorted_by_time(group: h5py.Group) -> bool:
+    """Whether a spike group's ``sorting`` attribute is ``by_time`` (or absent)."""
+    sorting = group.attrs.get(L.ATTR_SORTING)
+    return sorting is None or int(sorting) == L.SORTING_ENUM["by_time"]
+
+
+def set_sorting(group: h5py.Group, value: str) -> None:
+    """Set SONATA's ``sorting`` attribute (an HDF5 enum of base type uint8)."""
+    enum = h5py.enum_dtype(L.SORTING_ENUM, basetype="u1")
+    group.attrs.create(L.ATTR_SORTING, L.SORTING_ENUM[value], dtype=enum)

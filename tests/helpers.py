@@ -1,0 +1,64 @@
+"""Helpers shared by the tests: messages, feeding the recorder core, small sessions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from recorderd import protocol as P
+from recorderd.pipeline import Pipeline
+from recorderd.recorder import Recorder
+from recorderd.settings import RecorderSettings
+
+
+def feed(settings: RecorderSettings, messages: list[tuple[str, bytes | None]]) -> Recorder:
+    """Record ``messages`` through the pipeline's decode path and finish the session."""
+    recorder = Recorder(settings)
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=10_000, flush_interval=1.0)
+    for key, payload in messages:
+        pipe.handle(key, payload, time.time())
+    recorder.finish()
+    return recorder
+
+
+def data_message(
+    kind: P.Kind,
+    seq: int,
+    data: Any,
+    *,
+    incarnation: int = 1,
+    layer_size: int = 100,
+    step: int | None = None,
+    dt_ms: float = 1.0,
+) -> bytes:
+    """A data payload at step ``seq`` (unless ``step`` is given)."""
+    step = seq if step is None else step
+    return P.encode(
+        kind,
+        incarnation=incarnation,
+        seq=seq,
+        step=step,
+        time_ms=step * dt_ms,
+        dt_ms=dt_ms,
+        layer_size=layer_size,
+        data=np.asarray(data, dtype=kind.dtype),
+    )
+
+
+def control_message(node_id: str, seq: int, *, incarnation: int = 1, **fields: Any) -> bytes:
+    """A valid control-state payload (fields override the defaults)."""
+    state: dict[str, Any] = {
+        "node_id": node_id,
+        "module_type": "pfc",
+        "status": "Processing",
+        "step_count": seq,
+        "step": seq,
+        "time_ms": float(seq),
+        "incarnation": incarnation,
+        "seq": seq,
+    }
+    state.update(fields)
+    return P.encode_control(P.ControlState(**state))
