@@ -26,8 +26,8 @@ from analysis.scan import (
     PopulationScan,
     auto_bin_ms,
 )
-from recorderd import layout as L
-from recorderd.closing import ClosesOnExit
+from recorderd.session import layout as L
+from recorderd.session.closing import ClosesOnExit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

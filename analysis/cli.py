@@ -25,7 +25,7 @@ from analysis.analyzer import SimulationAnalyzer
 from analysis.export_cli import export_app
 from analysis.reader import AnalysisError, NotASessionError, UnsupportedFormatError
 from analysis.scan import DENSITY_THRESHOLD, ISI_EDGES_MS, PopulationScan
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 PROG: Final = "sim-analyzer"
 DEFAULT_COMMAND: Final = "analyze"

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.reader import AnalysisError, SessionReader, SpikeTrains
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 __all__ = [
     "COPY_ROWS",

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 if TYPE_CHECKING:
     from analysis.analyzer import SimulationAnalyzer

@@ -2,7 +2,7 @@
 
 Opens sessions that are finished, still being written, or left by a crashed writer
 (files are opened read-only with HDF5 file locking off, so a live writer does not
-block readers). All names come from :mod:`recorderd.layout`.
+block readers). All names come from :mod:`recorderd.session.layout`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from recorderd import layout as L
-from recorderd.closing import ClosesOnExit
-from recorderd.journal import JournalError, Replay, replay
-from recorderd.recovery import SessionState, open_readonly, recover_if_idle
+from recorderd.session import layout as L
+from recorderd.session.closing import ClosesOnExit
+from recorderd.session.journal import JournalError, Replay, replay
+from recorderd.session.recovery import SessionState, open_readonly, recover_if_idle
 
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's chunks of every format version (40 MiB for times, ids and steps together).

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from recorderd import layout as L
-from recorderd.stats import COUNTERS  # summed over recorder runs; first/last_step: min/max
+from recorderd.session import layout as L
+from recorderd.session.statistics import (
+    COUNTERS,  # summed over recorder runs; first/last_step: min/max
+)
 
 if TYPE_CHECKING:
     from analysis.analyzer import SimulationAnalyzer

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from analysis import statistics as S
 from analysis.reader import DEFAULT_CHUNK_ROWS, SessionReader
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

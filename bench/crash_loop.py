@@ -39,9 +39,9 @@ import zenoh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.bus import make_config
+from recorderd import wire as P
+from recorderd.daemon.bus import make_config
+from recorderd.session import layout as L
 
 LAYER = "hidden"
 

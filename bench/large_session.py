@@ -1,6 +1,6 @@
 """Out-of-core benchmark: a session of 1e8 spikes, a chunked summary and a SONATA export.
 
-The session is written straight through ``recorderd.writer.SessionWriter`` (no bus)
+The session is written straight through ``recorderd.session.writer.SessionWriter`` (no bus)
 in large batches: ``--populations`` populations of equal size, 100 spikes per 1 ms
 step, the first ``--unsorted`` populations with a restart halfway (a new incarnation
 whose times start again at 0, so ``sorting = none`` and the export has to merge).
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from analysis.export import export_sonata  # noqa: E402
 from analysis.reader import SessionReader  # noqa: E402
-from recorderd import layout as L  # noqa: E402
-from recorderd.protocol import Kind  # noqa: E402
-from recorderd.writer import Frames, SessionWriter  # noqa: E402
+from recorderd.session import layout as L  # noqa: E402
+from recorderd.session.writer import Frames, SessionWriter  # noqa: E402
+from recorderd.wire import Kind  # noqa: E402
 
 PER_STEP = 100  # spikes per message
 LAYER_SIZE = 10_000

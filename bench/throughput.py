@@ -34,8 +34,8 @@ import numpy as np
 import zenoh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from recorderd import protocol as P
-from recorderd.bus import make_config
+from recorderd import wire as P
+from recorderd.daemon.bus import make_config
 
 LAYER = 1000
 RATE = 0.05
@@ -204,13 +204,13 @@ class RecorderdSink(Sink):
     name = "recorderd"
 
     def __init__(self, workdir: Path, total: int) -> None:
-        from recorderd.pipeline import Pipeline
-        from recorderd.recorder import Recorder
-        from recorderd.settings import load_settings
+        from recorderd.core.recorder import Recorder
+        from recorderd.daemon.pipeline import Pipeline
+        from recorderd.daemon.settings import load_settings
 
         super().__init__(workdir, total)
         self.settings = load_settings(None, session="bench", recording_dir=workdir)
-        self.recorder = Recorder(self.settings)
+        self.recorder = Recorder(self.settings.core())
         self.recorder.start()
         self.pipeline = Pipeline(self.recorder, prefix="brain", capacity=10**7, flush_interval=1.0)
         self.thread = threading.Thread(target=self._run, daemon=True)

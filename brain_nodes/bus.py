@@ -13,11 +13,10 @@ from typing import Any
 
 import zenoh
 
-from recorderd.protocol import is_safe_name
+from recorderd.wire import is_safe_name, zenoh_settings
 
 DEFAULT_MODE = "peer"
 DEFAULT_CONNECT = ("tcp/127.0.0.1:7447",)
-MODES = ("peer", "client", "router")
 CONGESTION = {"block": zenoh.CongestionControl.BLOCK, "drop": zenoh.CongestionControl.DROP}
 
 
@@ -44,8 +43,6 @@ def build_config(opts: BusOptions) -> zenoh.Config:
     """The Zenoh config for ``opts``: the file (if any), then the explicit flags on top."""
     if opts.congestion not in CONGESTION:
         raise BusConfigError(f"congestion must be one of {sorted(CONGESTION)}")
-    if opts.mode is not None and opts.mode not in MODES:
-        raise BusConfigError(f"mode must be one of {MODES}, got {opts.mode!r}")
     try:
         if opts.config_file is not None:
             config = zenoh.Config.from_file(str(opts.config_file))
@@ -56,16 +53,9 @@ def build_config(opts: BusOptions) -> zenoh.Config:
             mode = opts.mode or DEFAULT_MODE
             connect = DEFAULT_CONNECT if opts.connect is None else opts.connect
             listen = () if opts.listen is None else opts.listen
-        if mode is not None:
-            config.insert_json5("mode", json.dumps(mode))
-        if connect is not None:
-            config.insert_json5("connect/endpoints", json.dumps(list(connect)))
-        if listen is not None:
-            config.insert_json5("listen/endpoints", json.dumps(list(listen)))
-        # Multicast scouting would join whatever Zenoh network shares the LAN: always off,
-        # peers are reached through explicit endpoints.
-        config.insert_json5("scouting/multicast/enabled", "false")
-    except zenoh.ZError as exc:
+        for path, value in zenoh_settings(mode=mode, connect=connect, listen=listen):
+            config.insert_json5(path, value)
+    except (zenoh.ZError, ValueError) as exc:
         raise BusConfigError(f"invalid zenoh configuration: {exc}") from None
     return config
 

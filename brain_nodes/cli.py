@@ -15,7 +15,7 @@ from brain_nodes.bus import BusConfigError, BusError, BusOptions
 from brain_nodes.modules import SPECS, ModuleType, resolve_layer_sizes
 from brain_nodes.node import NodeOptions, run_node
 from brain_nodes.recording import RecordingOptions
-from recorderd.protocol import DEFAULT_PREFIX, check_name, check_prefix
+from recorderd.wire import DEFAULT_PREFIX, check_name, check_prefix
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from brain_nodes.lif import F32, U32, Network, NetworkParams
 from brain_nodes.story import ActivityTracker, PhaseSchedule
-from recorderd.protocol import check_name
+from recorderd.wire import check_name
 
 #: Largest layer accepted: dense float32 weights of two such layers take 400 MB.
 MAX_LAYER_SIZE = 10_000

@@ -19,7 +19,7 @@ from brain_nodes.recording import (
     recorder_command,
 )
 from brain_nodes.runtime import Pacer, StopFlag, new_incarnation, stop_on_signals
-from recorderd.protocol import (
+from recorderd.wire import (
     DEFAULT_PREFIX,
     ControlState,
     Kind,

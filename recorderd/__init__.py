@@ -21,7 +21,7 @@ __all__ = [
 _API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
-    from recorderd.api import (
+    from recorderd.embed import (
         RecorderConfig,
         SimulationRecorder,
         get_global_recorder,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        from recorderd import api
+        from recorderd import embed
 
-        return getattr(api, name)
+        return getattr(embed, name)
     raise AttributeError(f"module 'recorderd' has no attribute {name!r}")

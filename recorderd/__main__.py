@@ -1,5 +1,5 @@
 """``python -m recorderd``."""
 
-from recorderd.cli import main
+from recorderd.daemon.cli import main
 
 main()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from analysis.reader import SessionReader
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 NODES = [("pfc-0", "pfc"), ("visual-0", "visual"), ("lang-main-0", "lang-main")]
 

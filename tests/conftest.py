@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recorderd import protocol as P
-from recorderd.settings import RecorderSettings, load_settings
+from recorderd import wire as P
+from recorderd.daemon.settings import RecorderSettings, load_settings
 
 
 def free_port() -> int:

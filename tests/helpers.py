@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from recorderd import protocol as P
-from recorderd.pipeline import Pipeline
-from recorderd.recorder import Recorder
-from recorderd.settings import RecorderSettings
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.pipeline import Pipeline
+from recorderd.daemon.settings import RecorderSettings
 
 
 def feed(settings: RecorderSettings, messages: list[tuple[str, bytes | None]]) -> Recorder:
     """Record ``messages`` through the pipeline's decode path and finish the session."""
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     pipe = Pipeline(recorder, prefix="brain", capacity=10_000, flush_interval=1.0)
     for key, payload in messages:

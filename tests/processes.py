@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -16,10 +16,10 @@ import pytest
 
 from analysis import SimulationAnalyzer
 from recorderd import RecorderConfig, SimulationRecorder
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.recorder import Recorder
-from recorderd.settings import load_settings
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+from recorderd.session import layout as L
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -166,7 +166,7 @@ def test_export_group_is_registered() -> None:
 def unfinished(tmp_path: Path) -> Iterator[Path]:
     """A session whose writer is open (started, flushed, never finished) during the test."""
     settings = load_settings(None, session="live", recording_dir=tmp_path)
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     for seq in range(50):
         payload = P.encode(

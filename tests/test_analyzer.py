@@ -16,10 +16,10 @@ from analysis import report as R
 from analysis import statistics as S
 from analysis.reader import NotASessionError, SessionReader, UnsupportedFormatError
 from recorderd import RecorderConfig, SimulationRecorder
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.recorder import Recorder
-from recorderd.settings import load_settings
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+from recorderd.session import layout as L
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STEPS = 20  # layer n0.L: steps 0..19, dt 1 ms
@@ -286,7 +286,7 @@ def test_newer_format_version_is_refused(tmp_path: Path) -> None:
 
 def test_session_of_a_writer_that_never_finished(tmp_path: Path) -> None:
     settings = load_settings(None, session="live", recording_dir=tmp_path)
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     try:
         for seq in range(10):

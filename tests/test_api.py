@@ -11,7 +11,7 @@ import pytest
 from analysis.reader import SessionReader
 from brain_nodes.modules import BrainModule
 from recorderd import RecorderConfig, SimulationRecorder, get_global_recorder, set_global_recorder
-from recorderd import layout as L
+from recorderd.session import layout as L
 
 
 @pytest.fixture(autouse=True)

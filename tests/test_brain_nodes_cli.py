@@ -21,7 +21,7 @@ import zenoh
 from brain_nodes.bus import BusConfigError, BusOptions, build_config
 from brain_nodes.modules import BrainModule
 from brain_nodes.node import control_due
-from recorderd.protocol import DataMessage, Kind, decode, decode_control
+from recorderd.wire import DataMessage, Kind, decode, decode_control
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 90.0

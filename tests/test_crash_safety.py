@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 from analysis.reader import SessionReader
-from recorderd import layout as L
-from recorderd.journal import Entry, Journal, JournalError, replay
-from recorderd.recorder import Recorder
-from recorderd.settings import load_settings
-from recorderd.superblock import lookup3_hashlittle
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+from recorderd.session import layout as L
+from recorderd.session.journal import Entry, Journal, JournalError, replay
+from recorderd.session.superblock import lookup3_hashlittle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,16 +93,16 @@ def test_not_a_journal_is_refused(tmp_path: Path) -> None:
 CHILD = r"""
 import sys, time
 import numpy as np
-from recorderd.settings import load_settings
-from recorderd.superblock import lookup3_hashlittle
-from recorderd.recorder import Recorder
-from recorderd.pipeline import Pipeline
-from recorderd import protocol as P
+from recorderd.daemon.settings import load_settings
+from recorderd.session.superblock import lookup3_hashlittle
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.pipeline import Pipeline
+from recorderd import wire as P
 
 root, run = sys.argv[1], int(sys.argv[2])
 settings = load_settings(None, session="s", recording_dir=root, record_membrane=True,
                          min_free_disk_mb=0)
-recorder = Recorder(settings)
+recorder = Recorder(settings.core())
 recorder.start()
 pipe = Pipeline(recorder, prefix="brain", capacity=1000, flush_interval=60.0)
 print("READY", flush=True)
@@ -275,7 +275,7 @@ def test_a_new_session_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     # What a writer killed while creating the file leaves: a partial temporary file.
     (session / (L.DATA_FILE + ".creating")).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
     settings = load_settings(None, session="s", recording_dir=tmp_path)
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     recorder.finish()
     assert not (session / (L.DATA_FILE + ".creating")).exists()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from analysis.reader import SessionReader
-from recorderd import layout as L
-from recorderd.superblock import status_flags
+from recorderd.session import layout as L
+from recorderd.session.superblock import status_flags
 from tests.conftest import free_port
 from tests.processes import brain_node, recorderd, stop
 
@@ -126,10 +126,10 @@ KILLED_IN_A_WINDOW = """
 import os, sys
 from pathlib import Path
 import numpy as np
-from recorderd import protocol as P
-from recorderd.recorder import Recorder
-from recorderd.settings import load_settings
-rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])))
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])).core())
 rec.start()
 for seq in range(300):
     msg = P.encode(P.Kind.SPIKES, incarnation=1, seq=seq, step=seq, time_ms=float(seq),

@@ -28,9 +28,9 @@ from analysis.export import (
 from analysis.export_cli import export_app
 from analysis.reader import SessionReader
 from recorderd import RecorderConfig, SimulationRecorder
-from recorderd import layout as L
-from recorderd.protocol import Kind
-from recorderd.writer import Frames, SessionWriter
+from recorderd.session import layout as L
+from recorderd.session.writer import Frames, SessionWriter
+from recorderd.wire import Kind
 
 LAYERS = {("pfc-0", "hidden"): 50, ("pfc-0", "output"): 20, ("visual-0", "v1"): 30}
 STATES = ["Idle", "Processing", "Learning"]

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from recorderd.bus import Bus, make_config, subscription_keys
+from recorderd.daemon.bus import Bus, make_config, subscription_keys
 from tests.conftest import free_port
 from tests.processes import brain_node, wait_for
 

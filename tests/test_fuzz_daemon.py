@@ -35,8 +35,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from analysis.reader import SessionReader
-from recorderd import protocol as P
-from recorderd.bus import make_config
+from recorderd import wire as P
+from recorderd.daemon.bus import make_config
 from tests.conftest import free_port
 from tests.processes import recorderd, statistics, stop, wait_for
 

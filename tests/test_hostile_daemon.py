@@ -23,9 +23,9 @@ import pytest
 import zenoh
 
 from analysis.reader import SessionReader
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.bus import make_config
+from recorderd import wire as P
+from recorderd.daemon.bus import make_config
+from recorderd.session import layout as L
 from tests.conftest import free_port
 from tests.helpers import data_message
 from tests.processes import recorderd, statistics, stop, wait_for
@@ -198,10 +198,10 @@ CRASH_WRITER = """
 import os, sys
 from pathlib import Path
 import numpy as np
-from recorderd import protocol as P
-from recorderd.recorder import Recorder
-from recorderd.settings import load_settings
-rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])))
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])).core())
 rec.start()
 for seq in range(14):
     for i in range(int(sys.argv[2])):

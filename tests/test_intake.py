@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recorderd.intake import BATCH, BUCKETS, ITEM_OVERHEAD, Intake
+from recorderd.daemon.intake import BATCH, BUCKETS, ITEM_OVERHEAD, Intake
 
 
 def key(node: str, layer: str = "l") -> str:

@@ -18,11 +18,11 @@ import pytest
 
 from analysis.analyzer import SimulationAnalyzer
 from analysis.reader import SessionReader
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.pipeline import Pipeline
-from recorderd.recorder import Recorder
-from recorderd.settings import RecorderSettings
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.pipeline import Pipeline
+from recorderd.daemon.settings import RecorderSettings
+from recorderd.session import layout as L
 from tests.helpers import control_message, data_message, feed
 
 MakeSettings = Callable[..., RecorderSettings]
@@ -82,7 +82,7 @@ def test_a_huge_layer_costs_what_is_recorded_not_what_is_declared(
 ) -> None:
     size = P.MAX_ELEMENTS  # 2**26 neurons, allowed by the protocol
     settings = make_settings(record_membrane=True)
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     pipe = Pipeline(recorder, prefix="brain", capacity=1000, flush_interval=1.0)
     tracemalloc.start()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorderd import protocol as P
-from recorderd.protocol import Kind, ProtocolError, Reason
+from recorderd import wire as P
+from recorderd.wire import Kind, ProtocolError, Reason
 
 EXAMPLE_HEX = (  # docs/wire-protocol.md, "An example message"
     "42524e50010100000700000000000000000000000000000003000000000000000000000000000840"

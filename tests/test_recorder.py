@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from analysis.reader import SessionReader
-from recorderd import layout as L
-from recorderd import protocol as P
-from recorderd.pipeline import BATCH_MESSAGES, Pipeline
-from recorderd.recorder import Recorder
-from recorderd.settings import RecorderSettings
-from recorderd.writer import SessionBusyError
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.pipeline import BATCH_MESSAGES, Pipeline
+from recorderd.daemon.settings import RecorderSettings
+from recorderd.session import layout as L
+from recorderd.session.writer import SessionBusyError
 from tests.conftest import spike_message
 from tests.helpers import feed
 
@@ -214,21 +214,21 @@ def test_restarted_recorder_appends_to_the_same_session(make_settings: MakeSetti
 
 def test_one_writer_per_session(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    first = Recorder(settings)
+    first = Recorder(settings.core())
     first.start()
     try:
         with pytest.raises(SessionBusyError):
-            Recorder(settings).start()
+            Recorder(settings.core()).start()
     finally:
         first.finish()
-    second = Recorder(settings)
+    second = Recorder(settings.core())
     second.start()  # free again once the first one finished
     second.finish()
 
 
 def test_statistics_file_is_written_at_each_flush(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=1.0)
     pipe.handle(KEY, spike_message(0, [1, 2, 3]), time.time())
@@ -243,7 +243,7 @@ def test_statistics_file_is_written_at_each_flush(make_settings: MakeSettings) -
 
 def test_intake_overflow_is_counted_not_blocking(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=0.05)
     for i in range(150):
@@ -278,7 +278,7 @@ def test_control_sequence_continues_across_recorder_runs(make_settings: MakeSett
 
 def test_queued_messages_dropped_at_low_disk_are_counted(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    recorder = Recorder(settings)
+    recorder = Recorder(settings.core())
     recorder.start()
     # a guard no disk can satisfy: the first flush stops the pipeline
     pipe = Pipeline(

@@ -13,7 +13,10 @@ from tests.processes import brain_node, recorderd, statistics, stop, wait_for
 
 def ctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "recorderd.ctl", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "recorderd.daemon.ctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorderd.sequence import (
+from recorderd.core.sequence import (
     DUPLICATE_WINDOW,
     PLAUSIBLE_RATE,
     PLAUSIBLE_SLACK,
@@ -127,3 +127,12 @@ def test_skip_never_starts_a_stream() -> None:
     t = SequenceTracker()
     t.skip(1, 5, 0.0)
     assert t.incarnation is None and t.observe(1, 0, 0.0) == (V.FIRST, 0)
+
+
+def test_the_counters_are_the_statistics_documents() -> None:
+    from dataclasses import fields
+
+    from recorderd.core.stats import StreamStats
+    from recorderd.session.statistics import COUNTERS, STEP_FIELDS
+
+    assert tuple(f.name for f in fields(StreamStats)) == (*COUNTERS, *STEP_FIELDS)

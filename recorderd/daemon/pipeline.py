@@ -1,10 +1,10 @@
 """The writer thread: fair bounded intake from the bus, decoding, and the recorder core.
 
 Zenoh calls :meth:`Pipeline.submit` on its own threads; it only queues the sample in
-the :class:`~recorderd.intake.Intake` (bounded in messages and bytes, fair between
+the :class:`~recorderd.daemon.intake.Intake` (bounded in messages and bytes, fair between
 nodes; never blocks for long). One thread runs :meth:`Pipeline.run`: it takes samples
 in bounded batches, decodes, validates, hands messages to the
-:class:`~recorderd.recorder.Recorder`, and flushes every ``flush_interval`` seconds
+:class:`~recorderd.core.recorder.Recorder`, and flushes every ``flush_interval`` seconds
 (checked after every batch, so the time between flushes stays bounded whatever the
 load). Nothing else touches the session files.
 """
@@ -18,8 +18,10 @@ import threading
 import time
 from typing import Final
 
-from recorderd.intake import Intake
-from recorderd.protocol import (
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.intake import Intake
+from recorderd.session.writer import WriteAborted
+from recorderd.wire import (
     SEQUENCED_REASONS,
     ProtocolError,
     Reason,
@@ -28,8 +30,6 @@ from recorderd.protocol import (
     decode_control,
     parse_key,
 )
-from recorderd.recorder import Recorder
-from recorderd.writer import WriteAborted
 
 log = logging.getLogger(__name__)
 

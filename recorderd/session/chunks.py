@@ -37,7 +37,7 @@ class Codec:
 
     @classmethod
     def from_filters(cls, filters: dict[str, Any]) -> Codec | None:
-        """The codec of the ``create_dataset`` keywords made by :func:`recorderd.schema.filters`."""
+        """The codec of ``create_dataset`` keywords from :func:`.schema.filters`."""
         if not filters:
             return cls(None, False)
         if filters.get("compression") == "gzip":

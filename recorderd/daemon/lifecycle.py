@@ -11,14 +11,14 @@ import signal
 import threading
 import time
 
-from recorderd import layout as L
-from recorderd.bus import Bus, make_config, subscription_keys
-from recorderd.notify import Notifier
-from recorderd.pipeline import Pipeline
-from recorderd.protocol import status_key
-from recorderd.recorder import Recorder
-from recorderd.settings import RecorderSettings
-from recorderd.writer import SessionBusyError, WriterError
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.bus import Bus, make_config, subscription_keys
+from recorderd.daemon.notify import Notifier
+from recorderd.daemon.pipeline import Pipeline
+from recorderd.daemon.settings import RecorderSettings
+from recorderd.session import layout as L
+from recorderd.session.writer import SessionBusyError, WriterError
+from recorderd.wire import status_key
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Daemon:
 
     def __init__(self, settings: RecorderSettings) -> None:
         self.settings = settings
-        self.recorder = Recorder(settings)
+        self.recorder = Recorder(settings.core())
         self.pipeline = Pipeline(
             self.recorder,
             prefix=settings.prefix,

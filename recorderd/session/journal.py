@@ -40,7 +40,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from recorderd.safefs import create_exclusive, fsync_path, open_fd, read_bytes, write_all
+from recorderd.session.safefs import create_exclusive, fsync_path, open_fd, read_bytes, write_all
 
 MAGIC: Final = b"RDJOURNAL\0\0\0"
 VERSION: Final = 1

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from recorderd.daemon import Daemon, ExitCode
-from recorderd.loops import run
-from recorderd.settings import SettingsError, load_settings
+from recorderd.daemon.lifecycle import Daemon, ExitCode
+from recorderd.daemon.loops import run
+from recorderd.daemon.settings import SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from recorderd.bus import alive_nodes, make_config, query
-from recorderd.protocol import DEFAULT_PREFIX, status_key
-from recorderd.settings import DEFAULT_ENDPOINT
+from recorderd.daemon.bus import alive_nodes, make_config, query
+from recorderd.daemon.settings import DEFAULT_ENDPOINT
+from recorderd.wire import DEFAULT_PREFIX, status_key
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -11,9 +10,13 @@ from typing import Any
 
 import zenoh
 
-from recorderd.protocol import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind, is_safe_name
+from recorderd.wire import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind, is_safe_name, zenoh_settings
 
 log = logging.getLogger(__name__)
+
+
+class BusConfigError(ValueError):
+    """The Zenoh options or config file are invalid."""
 
 
 def make_config(
@@ -23,15 +26,21 @@ def make_config(
     listen: Sequence[str] = (),
     config_file: Path | None = None,
 ) -> zenoh.Config:
-    """A Zenoh config: the file if given, then mode and endpoints; multicast scouting always off."""
-    config = zenoh.Config.from_file(str(config_file)) if config_file else zenoh.Config()
-    config.insert_json5("mode", json.dumps(mode))
-    if connect or config_file is None:
-        config.insert_json5("connect/endpoints", json.dumps(list(connect)))
-    if listen or config_file is None:
-        config.insert_json5("listen/endpoints", json.dumps(list(listen)))
-    # Peers are found through explicit endpoints only: never send multicast scouting.
-    config.insert_json5("scouting/multicast/enabled", "false")
+    """A Zenoh config: the file if given, then mode and endpoints; multicast scouting always off.
+
+    Endpoints left empty keep the file's. Raises :class:`BusConfigError` naming the problem.
+    """
+    try:
+        config = zenoh.Config.from_file(str(config_file)) if config_file else zenoh.Config()
+        for path, value in zenoh_settings(
+            mode=mode,
+            connect=list(connect) if connect or config_file is None else None,
+            listen=list(listen) if listen or config_file is None else None,
+        ):
+            config.insert_json5(path, value)
+    except (zenoh.ZError, ValueError) as exc:
+        where = f" in {config_file}" if config_file else ""
+        raise BusConfigError(f"invalid Zenoh configuration{where}: {exc}") from None
     return config
 
 

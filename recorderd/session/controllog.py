@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from recorderd.safefs import open_fd
+from recorderd.session.safefs import open_fd
 
 
 class ControlLog:

@@ -2,11 +2,10 @@
 
 Lifecycle as in mcap's writer: :meth:`SessionWriter.start`, then ``append_*`` and
 :meth:`flush`, then :meth:`finish` (idempotent; also the context manager's exit).
-The layout it writes is :mod:`recorderd.layout`, documented in
-``docs/recording-format.md``; it orchestrates the session lock (:mod:`recorderd.lock`),
-the structure (:mod:`recorderd.schema`), the appendable datasets and their tails
-(:mod:`recorderd.appendable`), the journal (:mod:`recorderd.journal`) and the control
-log (:mod:`recorderd.controllog`).
+The layout it writes is :mod:`recorderd.session.layout`, documented in
+``docs/recording-format.md``; it orchestrates the session lock (:mod:`.lock`), the
+structure (:mod:`.schema`), the appendable datasets and their tails (:mod:`.appendable`),
+the journal (:mod:`.journal`) and the control log (:mod:`.controllog`).
 
 Crash safety (``docs/crash-safety.md``): while recording, the HDF5 file is in SWMR
 mode, appendable datasets receive whole chunks only, and the rows of each unfinished
@@ -35,15 +34,14 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from recorderd import layout as L
-from recorderd.appendable import Appendable
-from recorderd.chunks import Codec
-from recorderd.controllog import ControlLog, read_records
-from recorderd.journal import Journal, JournalError
-from recorderd.lock import SessionLock
-from recorderd.protocol import Kind
-from recorderd.recovery import recover
-from recorderd.safefs import (
+from recorderd.session import layout as L
+from recorderd.session.appendable import Appendable
+from recorderd.session.chunks import Codec
+from recorderd.session.controllog import ControlLog, read_records
+from recorderd.session.journal import Journal, JournalError
+from recorderd.session.lock import SessionLock
+from recorderd.session.recovery import recover
+from recorderd.session.safefs import (
     UnsafePathError,
     check_regular,
     ensure_session_dir,
@@ -51,7 +49,7 @@ from recorderd.safefs import (
     same_file,
     write_atomic,
 )
-from recorderd.schema import (
+from recorderd.session.schema import (
     LIBVER,
     Compression,
     StreamSpec,
@@ -68,7 +66,8 @@ from recorderd.schema import (
     stream_path,
     utc_now,
 )
-from recorderd.superblock import clear_status_flags
+from recorderd.session.superblock import clear_status_flags
+from recorderd.wire import Kind
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +487,7 @@ class SessionWriter:
 
         Changes are written at the next flush (attributes need a non-SWMR window);
         repeating what is known costs a comparison. At most
-        :data:`~recorderd.layout.MAX_NODE_INCARNATIONS` incarnations are listed; the
+        :data:`~recorderd.session.layout.MAX_NODE_INCARNATIONS` incarnations are listed; the
         others are counted.
         """
         node = self._nodes.get(node_id)

@@ -1,7 +1,7 @@
 """The recording layout: file names, HDF5 group and dataset names, dtypes, version.
 
 This module is the single definition of ``docs/recording-format.md``. The writer
-(``recorderd.writer``) and the analysis reader both import it; nothing else names a
+(``recorderd.session.writer``) and the analysis reader both import it; nothing else names a
 group or a dataset. It imports numpy only (no h5py).
 """
 
@@ -26,7 +26,7 @@ CONTROL_FILE: Final = "control_states.jsonl"
 STATISTICS_FILE: Final = "recording_statistics.json"
 PLOTS_DIR: Final = "plots"
 LOCK_FILE: Final = ".recorder.lock"
-#: Rows not yet in a whole chunk, while recording or after a crash (recorderd.journal).
+#: Rows not yet in a whole chunk, while recording or after a crash (recorderd.session.journal).
 JOURNAL_FILE: Final = "simulation_data.h5-journal"
 #: Key of presence records (node joins and leaves) in the control log; control-state
 #: records never have it.

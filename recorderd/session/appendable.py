@@ -3,7 +3,7 @@
 While recording, an appendable dataset of the session file only ever receives whole
 chunks (no compressed chunk is rewritten, see ``docs/crash-safety.md``). The rows of its
 unfinished last chunk, the *tail*, stay in memory and go to the journal at every flush
-(:mod:`recorderd.journal`). A tail never holds a whole chunk: as soon as it does, the
+(:mod:`recorderd.session.journal`). A tail never holds a whole chunk: as soon as it does, the
 chunk is written. So a stream's memory is bounded by its chunk sizes, whatever it is sent.
 """
 
@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from recorderd.chunks import Codec
-from recorderd.journal import Entry
+from recorderd.session.chunks import Codec
+from recorderd.session.journal import Entry
 
 #: gzip level of the last, partly filled chunk written at close (mostly padding).
 TAIL_CHUNK_LEVEL = 1

@@ -1,6 +1,6 @@
 """Opening sessions that a crash or a live writer left with a journal.
 
-:func:`recover` applies a session's journal (:mod:`recorderd.journal`) to its HDF5
+:func:`recover` applies a session's journal (:mod:`recorderd.session.journal`) to its HDF5
 file: the state of the last flush. The next writer does it on start; a reader does it
 through :func:`recover_if_idle` when no writer holds the session, as SQLite readers
 roll back a hot journal. A reader of a live session reads the journal itself (the
@@ -25,12 +25,12 @@ from typing import Literal
 
 import h5py
 
-from recorderd import layout as L
-from recorderd.journal import JournalError, Replay, replay
-from recorderd.lock import SessionLock
-from recorderd.safefs import fsync_path
-from recorderd.schema import LIBVER, is_appendable, stream_groups
-from recorderd.superblock import clear_status_flags, cleared_superblock, status_flags
+from recorderd.session import layout as L
+from recorderd.session.journal import JournalError, Replay, replay
+from recorderd.session.lock import SessionLock
+from recorderd.session.safefs import fsync_path
+from recorderd.session.schema import LIBVER, is_appendable, stream_groups
+from recorderd.session.superblock import clear_status_flags, cleared_superblock, status_flags
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The recording guide's in-process API: ``RecorderConfig`` and ``SimulationRecorder``.
 
-The second front end of the recording core: the same :class:`~recorderd.recorder.Recorder`
+The second front end of the recording core: the same :class:`~recorderd.core.recorder.Recorder`
 and writer as the daemon, fed directly with arrays instead of bus messages, so a
 session written here is the same format, read by the same analysis.
 """
@@ -12,22 +12,36 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from recorderd.closing import ClosesOnExit
-from recorderd.protocol import (
+from recorderd.core.recorder import Recorder
+from recorderd.core.settings import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_COMPRESSION,
+    DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_FLUSH_INTERVAL,
+    BufferSize,
+    CompressionLevel,
+    CoreSettings,
+    Duration,
+    FlushInterval,
+    Rate,
+    Seed,
+    default_session_name,
+)
+from recorderd.session.closing import ClosesOnExit
+from recorderd.session.schema import Compression
+from recorderd.wire import (
     ControlState,
     Kind,
     check_name,
     decode,
     encode,
 )
-from recorderd.recorder import Recorder
-from recorderd.settings import RecorderSettings, default_session_name
 
 log = logging.getLogger(__name__)
 
@@ -44,38 +58,34 @@ class RecorderConfig(BaseModel):
     record_control: bool = True
     output_dir: Path = Path("./sim_recordings")
     session_name: str | None = None
-    spike_subsample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    membrane_subsample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    subsample_seed: int = Field(default=0, ge=0)
-    max_recording_duration: float | None = Field(default=None, gt=0, description="seconds")
-    buffer_size: int = Field(default=1000, ge=1, le=1_000_000)
-    compression: Literal["gzip", "lzf", "none"] | None = "gzip"
-    compression_level: int = Field(default=4, ge=0, le=9)
+    spike_subsample_rate: Rate = 1.0
+    membrane_subsample_rate: Rate = 1.0
+    subsample_seed: Seed = 0
+    max_recording_duration: Duration | None = None
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE
+    compression: Compression | None = DEFAULT_COMPRESSION  # None: the guide's "no compression"
+    compression_level: CompressionLevel = DEFAULT_COMPRESSION_LEVEL
     auto_flush: bool = True
-    flush_interval: float = Field(default=1.0, gt=0, description="seconds, with auto_flush")
+    flush_interval: FlushInterval = DEFAULT_FLUSH_INTERVAL  # with auto_flush
 
     @field_validator("session_name")
     @classmethod
     def _safe_session(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value, "session name")
 
-    def to_settings(self) -> RecorderSettings:
-        """The equivalent recorder settings (the daemon's model)."""
-        return RecorderSettings(
-            session=self.session_name or default_session_name(),
-            recording_dir=self.output_dir,
-            record_spikes=self.record_spikes,
-            record_membrane=self.record_membrane,
-            record_weights=self.record_weights,
-            record_control=self.record_control,
+    def to_core(self) -> CoreSettings:
+        """The recorder core's settings for this configuration (a new session name if none)."""
+        session = self.session_name or default_session_name()
+        return CoreSettings(
+            session=session,
+            session_dir=self.output_dir / session,
+            buffer_size=self.buffer_size,
             spike_subsample_rate=self.spike_subsample_rate,
             membrane_subsample_rate=self.membrane_subsample_rate,
             subsample_seed=self.subsample_seed,
-            max_duration=self.max_recording_duration,
-            buffer_size=self.buffer_size,
             compression=self.compression or "none",
             compression_level=self.compression_level,
-            flush_interval=self.flush_interval,
+            recorder_config=self.model_dump(mode="json") | {"session_name": session},
         )
 
 
@@ -98,7 +108,7 @@ class SimulationRecorder(ClosesOnExit):
         self._control_seq: dict[str, int] = {}
         self._stopped_reason: str | None = None
         if self.config.enable_recording:
-            self.settings = self.config.to_settings()
+            self.settings = self.config.to_core()
             self._recorder = Recorder(self.settings)
             self._recorder.start()
             log.info(

@@ -23,14 +23,14 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from recorderd import layout as L
-from recorderd.protocol import ControlState, DataMessage, Kind, Reason, StreamKey
-from recorderd.ratelog import RateLimitedLog
-from recorderd.sequence import SequenceTracker, Verdict
-from recorderd.settings import RecorderSettings
-from recorderd.stats import Statistics, StreamStats
-from recorderd.subsample import RULE, select_neurons
-from recorderd.writer import Frames, SessionWriter, ShapeChangedError, StreamHandle
+from recorderd.core.ratelog import RateLimitedLog
+from recorderd.core.sequence import SequenceTracker, Verdict
+from recorderd.core.settings import CoreSettings
+from recorderd.core.stats import Statistics, StreamStats
+from recorderd.core.subsample import RULE, select_neurons
+from recorderd.session import layout as L
+from recorderd.session.writer import Frames, SessionWriter, ShapeChangedError, StreamHandle
+from recorderd.wire import ControlState, DataMessage, Kind, Reason, StreamKey
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Stream:
 class Recorder:
     """Accepts decoded messages, accounts for them and writes them in batches."""
 
-    def __init__(self, settings: RecorderSettings, writer: SessionWriter | None = None) -> None:
+    def __init__(self, settings: CoreSettings, writer: SessionWriter | None = None) -> None:
         self.settings = settings
         self.statistics = Statistics()
         self.writer = writer or SessionWriter(
@@ -92,7 +92,7 @@ class Recorder:
             session=settings.session,
             compression=settings.compression,
             compression_level=settings.compression_level,
-            recorder_config=settings.model_dump(mode="json"),
+            recorder_config=settings.recorder_config,
             subsample_seed=settings.subsample_seed,
             subsampling_rule=RULE,
         )

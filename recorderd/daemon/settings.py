@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +14,27 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from recorderd.protocol import DEFAULT_PREFIX, check_name, check_prefix
+from recorderd.core.settings import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_COMPRESSION,
+    DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_STREAM_NEURONS,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_MAX_STREAMS_PER_NODE,
+    BufferSize,
+    CompressionLevel,
+    CoreSettings,
+    Duration,
+    FlushInterval,
+    Rate,
+    Seed,
+    StreamCount,
+    StreamNeurons,
+    default_session_name,
+)
+from recorderd.session.schema import Compression
+from recorderd.wire import DEFAULT_PREFIX, Mode, check_name, check_prefix
 
 ENV_PREFIX = "RECORDERD_"
 DEFAULT_ENDPOINT = "tcp/127.0.0.1:7447"
@@ -30,13 +49,8 @@ def default_intake_mb() -> float:
     return float(min(512, max(64, ram // 16 // 1_000_000)))
 
 
-def default_session_name(now: dt.datetime | None = None) -> str:
-    """Session name from the start time, as in the recording guide: ``sim_YYYYMMDD_HHMMSS``."""
-    return (now or dt.datetime.now()).strftime("sim_%Y%m%d_%H%M%S")
-
-
 class RecorderSettings(BaseSettings):
-    """All settings of a recorder run (daemon or in-process)."""
+    """All settings of a recorder daemon run: flags over environment over a file over defaults."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -46,33 +60,29 @@ class RecorderSettings(BaseSettings):
     record_membrane: bool = False
     record_weights: bool = False
     record_control: bool = True
-    spike_subsample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    membrane_subsample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    subsample_seed: int = Field(default=0, ge=0)
-    max_duration: float | None = Field(default=None, gt=0, description="seconds")
-    buffer_size: int = Field(default=1000, ge=1, le=1_000_000, description="messages per stream")
-    compression: Literal["gzip", "lzf", "none"] = "gzip"
-    compression_level: int = Field(default=4, ge=0, le=9)
-    flush_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds")
+    spike_subsample_rate: Rate = 1.0
+    membrane_subsample_rate: Rate = 1.0
+    subsample_seed: Seed = 0
+    max_duration: Duration | None = None
+    buffer_size: BufferSize = DEFAULT_BUFFER_SIZE
+    compression: Compression = DEFAULT_COMPRESSION
+    compression_level: CompressionLevel = DEFAULT_COMPRESSION_LEVEL
+    flush_interval: FlushInterval = DEFAULT_FLUSH_INTERVAL
     intake_capacity: int = Field(default=200_000, ge=100, description="messages")
     intake_max_mb: float = Field(
         default_factory=default_intake_mb, ge=1, description="MB of queued payloads"
     )
-    max_streams: int = Field(default=4096, ge=1, description="streams (data and control)")
-    max_streams_per_node: int = Field(default=256, ge=1, description="streams of one node")
-    max_stream_neurons: int = Field(
-        default=1 << 22,
-        ge=1,
-        le=1 << 26,
-        description="layer size of a subsampled or membrane stream, elements of a weight matrix",
-    )
+    max_streams: StreamCount = DEFAULT_MAX_STREAMS
+    max_streams_per_node: StreamCount = DEFAULT_MAX_STREAMS_PER_NODE
+    #: Layer size of a subsampled or membrane stream, elements of a weight matrix.
+    max_stream_neurons: StreamNeurons = DEFAULT_MAX_STREAM_NEURONS
     min_free_disk_mb: float = Field(default=100.0, ge=0, description="stop below this; 0 = off")
     wait_for_lock: bool = False  # stand by while another process records the session
     parent_pid: int | None = Field(default=None, gt=0)  # standby ends when this parent exits
     stop_when_idle: float | None = Field(default=None, gt=0, description="seconds without a node")
     drain_timeout: float = Field(default=30.0, gt=0, description="seconds")
     prefix: str = DEFAULT_PREFIX
-    mode: Literal["peer", "client", "router"] = "peer"
+    mode: Mode = "peer"
     connect: list[str] = Field(default_factory=list)
     listen: list[str] = Field(default_factory=lambda: [DEFAULT_ENDPOINT])
     zenoh_config: Path | None = None
@@ -92,6 +102,23 @@ class RecorderSettings(BaseSettings):
     def session_dir(self) -> Path:
         """The session folder, ``<recording_dir>/<session>``."""
         return self.recording_dir / self.session
+
+    def core(self) -> CoreSettings:
+        """The recorder core's settings for this run."""
+        return CoreSettings(
+            session=self.session,
+            session_dir=self.session_dir,
+            buffer_size=self.buffer_size,
+            spike_subsample_rate=self.spike_subsample_rate,
+            membrane_subsample_rate=self.membrane_subsample_rate,
+            subsample_seed=self.subsample_seed,
+            compression=self.compression,
+            compression_level=self.compression_level,
+            max_streams=self.max_streams,
+            max_streams_per_node=self.max_streams_per_node,
+            max_stream_neurons=self.max_stream_neurons,
+            recorder_config=self.model_dump(mode="json"),
+        )
 
     @classmethod
     def settings_customise_sources(

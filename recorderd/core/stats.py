@@ -1,24 +1,12 @@
-"""Loss accounting: per-stream counters and rejection counts, as written to disk."""
+"""Loss accounting: per-stream counters and rejection counts (names: session.statistics)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any
 
-#: The summable counters of a stream (``first_step``/``last_step`` are not sums).
-COUNTERS: Final = (
-    "received",
-    "written",
-    "dropped",
-    "missing",
-    "duplicates",
-    "stale",
-    "rejected",
-    "restarts",
-    "spikes_received",
-    "spikes_written",
-)
+from recorderd.session.statistics import COUNTERS
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Groups, datasets and attributes of a session file, as ``docs/recording-format.md`` says.
 
 The one place that creates the HDF5 structure of a session (the names come from
-:mod:`recorderd.layout`): a new session file, a stream group with its datasets, the
+:mod:`recorderd.session.layout`): a new session file, a stream group with its datasets, the
 SONATA ``sorting`` attribute (also used by the export), and what a reopened file says
 about an existing stream.
 """
@@ -19,9 +19,9 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from recorderd import layout as L
-from recorderd.protocol import Kind
-from recorderd.safefs import fsync_path, remove_entry
+from recorderd.session import layout as L
+from recorderd.session.safefs import fsync_path, remove_entry
+from recorderd.wire import Kind
 
 #: HDF5 format bounds: SWMR needs v110 at least; v114 (not "latest", which HDF5 2.0
 #: maps to object versions that libsonata's HDF5 1.14 cannot read) at most.

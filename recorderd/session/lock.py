@@ -11,8 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from recorderd import layout as L
-from recorderd.safefs import open_fd
+from recorderd.session import layout as L
+from recorderd.session.safefs import open_fd
 
 
 class SessionLock:
