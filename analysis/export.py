@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from analysis.reader import AnalysisError, SessionReader, SpikeTrains
+from analysis.reader import AnalysisError, Run, SessionReader, SpikeTrains, span_of
 from recorderd.session import layout as L
 
 __all__ = [
@@ -42,6 +42,8 @@ SONATA_VERSION = (0, 1)
 COPY_ROWS = 1 << 21
 
 FloatArray = npt.NDArray[np.float64]
+#: Reads rows ``lo`` to ``hi`` of one dataset of a stream.
+RowReader = Callable[[int, int], npt.NDArray[Any]]
 
 
 class MissingDependencyError(AnalysisError):
@@ -56,11 +58,15 @@ class UnknownPopulationError(AnalysisError):
 
 
 def recording_span(frame_time_ms: npt.ArrayLike, dt_ms: float) -> tuple[float, float]:
-    """``[first message time, last message time + dt)`` in ms; ``(0, 0)`` without messages."""
+    """``[first message time, last message time + dt)`` in ms; ``(0, 0)`` without messages.
+
+    One run's span from its message times alone; a stream's span over all its node
+    incarnations, each with its own dt, is ``span_of(reader.runs(node, layer))``.
+    """
     t = np.asarray(frame_time_ms, dtype=np.float64)
     if t.size == 0:
         return 0.0, 0.0
-    return float(t.min()), float(t.max()) + dt_ms
+    return span_of([Run(0, 0, 0, float(t.min()), float(t.max()) + dt_ms)])
 
 
 @contextlib.contextmanager
@@ -142,9 +148,12 @@ def _copy_population(reader: SessionReader, name: str, dst: h5py.Group, rows: in
             at += c.times_ms.size
         return n
     at = 0
+
     # The merge reads each run at its own pace: slices straight from the datasets.
-    src = reader.stream_group(L.SPIKES, node, layer)
-    for t, i in _merge_runs(src[L.TIMESTAMPS], src[L.NODE_IDS], runs, rows):
+    def read(name: str) -> RowReader:
+        return lambda lo, hi: reader.read_rows(L.SPIKES, node, layer, name, lo, hi)
+
+    for t, i in _merge_runs(read(L.TIMESTAMPS), read(L.NODE_IDS), runs, rows):
         out_t[at : at + t.size] = t
         out_id[at : at + t.size] = i
         at += t.size
@@ -165,7 +174,7 @@ def _sorted_runs(chunks: Iterable[SpikeTrains], n: int) -> list[tuple[int, int]]
 
 
 def _merge_runs(
-    ts: h5py.Dataset, ids: h5py.Dataset, runs: list[tuple[int, int]], rows: int
+    ts: RowReader, ids: RowReader, runs: list[tuple[int, int]], rows: int
 ) -> Iterator[tuple[FloatArray, npt.NDArray[Any]]]:
     """Merge time-sorted row runs into time order, about ``rows`` rows per batch.
 
@@ -179,7 +188,7 @@ def _merge_runs(
         for r, (_, end) in enumerate(runs):
             need = share + 1 - buf[r].size
             if need > 0 and pos[r] < end:
-                buf[r] = np.concatenate([buf[r], ts[pos[r] : min(pos[r] + need, end)]])
+                buf[r] = np.concatenate([buf[r], ts(pos[r], min(pos[r] + need, end))])
                 pos[r] = min(pos[r] + need, end)
         if not any(b.size for b in buf):
             return
@@ -194,7 +203,7 @@ def _merge_runs(
             if k:
                 first = pos[r] - buf[r].size
                 times.append(buf[r][:k])
-                idx.append(ids[first : first + k])
+                idx.append(ids(first, first + k))
                 buf[r] = buf[r][k:]
         t = np.concatenate(times)
         order = np.argsort(t, kind="stable")
@@ -247,14 +256,24 @@ def export_nwb(
                 for lay in r.layers(node, kind):
                     pop = L.population(node, lay)
                     times = r.frames(node, lay, kind).times_ms  # complete rows only
-                    data = r.stream_group(kind, node, lay)[L.DATA]
-                    if times.size == 0 or 0 in data.shape:
+                    shape = (times.size, *r.stream_attrs(node, lay, kind)[L.ATTR_LAYER_SIZE])
+                    if kind == L.MEMBRANE:
+                        shape = (times.size, r.recorded_count(node, lay, kind))
+                    if times.size == 0 or 0 in shape:
                         continue  # no neuron selected, or nothing recorded
                     series = f"{kind}_{pop}"
+
+                    def read(
+                        sel: tuple[slice, ...], kind: str = kind, node: str = node, lay: str = lay
+                    ) -> Any:
+                        lo, hi, _ = sel[0].indices(r.row_count(kind, node, lay, L.DATA))
+                        rows = r.read_rows(kind, node, lay, L.DATA, lo, hi)
+                        return rows[(slice(None), *sel[1:])]
+
                     nwb.add_acquisition(
                         pynwb.TimeSeries(
                             name=series,
-                            data=_h5_iterator(data, times.size),
+                            data=_slices(read, shape),
                             unit=nwb_unit,
                             conversion=conversion,
                             timestamps=times / 1000.0,
@@ -295,8 +314,7 @@ def _units(r: SessionReader) -> Any:
             nodes += [node] * neurons.size
             layers += [lay] * neurons.size
             index.append(neurons)
-            dt_ms = float(r.stream_attrs(node, lay)[L.ATTR_DT_MS])
-            t0, t1 = recording_span(r.frames(node, lay).times_ms, dt_ms)
+            t0, t1 = span_of(r.runs(node, lay))
             spans += [(t0 / 1000.0, t1 / 1000.0)] * neurons.size
     n = len(nodes)
     st = VectorData(
@@ -344,12 +362,9 @@ def _control_intervals(r: SessionReader) -> Any:
     for node in r.nodes():
         for kind in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
             for lay in r.layers(node, kind):
-                fr = r.frames(node, lay, kind)
-                dt_ms = float(r.stream_attrs(node, lay, kind)[L.ATTR_DT_MS])
-                for inc in np.unique(fr.incarnation):
-                    last = float(fr.times_ms[fr.incarnation == inc].max()) + dt_ms
-                    key = (node, int(inc))
-                    ends[key] = max(ends.get(key, -np.inf), last)
+                for run in r.runs(node, lay, kind):
+                    key = (node, run.incarnation)
+                    ends[key] = max(ends.get(key, -np.inf), run.t_stop_ms)
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for rec in records:
         groups.setdefault((rec["node_id"], int(rec["incarnation"])), []).append(rec)
@@ -384,25 +399,24 @@ def _control_intervals(r: SessionReader) -> Any:
     return table
 
 
-def _h5_iterator(ds: h5py.Dataset, rows: int) -> Any:
-    """An hdmf chunk iterator over the first ``rows`` rows of an h5py dataset (bounded memory)."""
+def _slices(read: Callable[[tuple[slice, ...]], Any], shape: tuple[int, ...]) -> Any:
+    """An hdmf chunk iterator over the float32 rows ``read(selection)`` returns (bounded memory)."""
     from hdmf.data_utils import GenericDataChunkIterator  # type: ignore[import-untyped]
 
-    class H5Slices(GenericDataChunkIterator):  # type: ignore[misc]
+    class Slices(GenericDataChunkIterator):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__(buffer_gb=0.1)
 
         def _get_data(self, selection: tuple[slice, ...]) -> npt.NDArray[Any]:
-            return np.asarray(ds[selection])
+            return np.asarray(read(selection))
 
         def _get_maxshape(self) -> tuple[int, ...]:
-            return (rows, *ds.shape[1:])
+            return shape
 
         def _get_dtype(self) -> np.dtype[Any]:
-            dtype: np.dtype[Any] = ds.dtype
-            return dtype
+            return np.dtype(L.VALUE_DTYPE)
 
-    return H5Slices()
+    return Slices()
 
 
 def _session_start(reader: SessionReader) -> dt.datetime:
@@ -439,8 +453,7 @@ def to_neo(session_dir: str | Path, node_id: str | None = None, layer: str | Non
             for lay in r.layers(node):
                 if layer is not None and lay != layer:
                     continue
-                dt_ms = float(r.stream_attrs(node, lay)[L.ATTR_DT_MS])
-                t0, t1 = recording_span(r.frames(node, lay).times_ms, dt_ms)
+                t0, t1 = span_of(r.runs(node, lay))
                 tr = r.spikes(node, lay)
                 order = np.lexsort((tr.times_ms, tr.neuron_ids))
                 ids, times = tr.neuron_ids[order], tr.times_ms[order]

@@ -8,32 +8,32 @@ block readers). All names come from :mod:`recorderd.session.layout`.
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import h5py
 import numpy as np
 import numpy.typing as npt
 
 from recorderd.session import layout as L
 from recorderd.session.closing import ClosesOnExit
-from recorderd.session.journal import JournalError, Replay, replay
-from recorderd.session.recovery import SessionState, open_readonly, recover_if_idle
+from recorderd.session.controllog import read_records
+from recorderd.session.frames import Frames
+from recorderd.session.reader import (
+    KINDS,
+    DatasetView,
+    SessionFile,
+    SessionFileError,
+    StreamView,
+)
+from recorderd.session.recovery import SessionState
 
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's chunks of every format version (40 MiB for times, ids and steps together).
 DEFAULT_CHUNK_ROWS: Final = 1 << 21
-#: How long a reader waits for a live session's journal to appear or a closing one's to go.
-JOURNAL_WAIT_S: Final = 2.0
 #: Rows per slice when reading membrane data or a weight matrix piecewise.
 _DATA_BLOCK_ELEMENTS: Final = 1 << 22
-
-
-log = logging.getLogger(__name__)
 
 
 class AnalysisError(Exception):
@@ -67,14 +67,44 @@ class SpikeTrains:
 
 
 @dataclass(frozen=True)
-class Frames:
-    """Per-message index of one stream: one row per recorded message."""
+class Run:
+    """One node incarnation's recorded span of a stream: ``[t_start_ms, t_stop_ms)``.
 
-    steps: npt.NDArray[np.int64]
-    times_ms: npt.NDArray[np.float64]
-    seq: npt.NDArray[np.uint64]
-    incarnation: npt.NDArray[np.uint64]
-    count: npt.NDArray[np.uint32]
+    ``t_stop_ms`` is the time of the last recorded step plus that run's own step length
+    (from its frames, or the stream's ``dt_ms`` for a run of one step): a restarted node
+    may use another dt.
+    """
+
+    incarnation: int
+    first_step: int
+    last_step: int
+    t_start_ms: float
+    t_stop_ms: float
+
+    @property
+    def duration_ms(self) -> float:
+        return self.t_stop_ms - self.t_start_ms
+
+
+def runs_of(frames: Frames, dt_ms: float) -> list[Run]:
+    """The recorded span of each incarnation of a stream, in time order (the one definition)."""
+    runs = []
+    for inc in np.unique(frames.incarnation):
+        mine = frames.incarnation == inc
+        steps, times = frames.steps[mine], frames.times_ms[mine]
+        a, b = int(steps.min()), int(steps.max())
+        t0, t1 = float(times.min()), float(times.max())
+        run_dt = (t1 - t0) / (b - a) if b > a else dt_ms
+        runs.append(Run(int(inc), a, b, t0, t1 + run_dt))
+    runs.sort(key=lambda r: r.t_start_ms)
+    return runs
+
+
+def span_of(runs: Sequence[Run]) -> tuple[float, float]:
+    """``[earliest start, latest stop)`` of some runs in ms; ``(0, 0)`` for none."""
+    if not runs:
+        return 0.0, 0.0
+    return min(r.t_start_ms for r in runs), max(r.t_stop_ms for r in runs)
 
 
 @dataclass(frozen=True)
@@ -88,93 +118,69 @@ class MembraneTraces:
 
 
 class SessionReader(ClosesOnExit):
-    """Read-only view of one session folder."""
+    """Read-only view of one session folder: finished, live or left by a crash.
 
-    def __init__(self, session_dir: str | Path) -> None:
+    ``recover`` (default True): a session left by a crashed recorder is repaired in
+    place on opening, as the next recorder would do (the reader takes the session lock
+    for a moment and applies the journal), so that any HDF5 tool can open it afterwards.
+    With ``recover=False`` nothing is ever written: a crashed session is read through
+    its journal (``state == "read-only"``). A live session is always read as of the
+    recorder's last flush.
+    """
+
+    def __init__(self, session_dir: str | Path, *, recover: bool = True) -> None:
         self.path = Path(session_dir)
-        data = self.path / L.DATA_FILE
-        if not data.is_file():
+        if not (self.path / L.DATA_FILE).is_file():
             raise NotASessionError(self.path)
-        #: ``clean``, ``recovered`` (a crashed recording, repaired on opening), ``live``
-        #: (being recorded: read up to the last whole chunk) or ``read-only`` (crashed,
-        #: but this process may not repair it: same view as ``live``).
-        self.state: SessionState = "clean"
-        self._journal: Replay | None = None
         try:
-            self._open_journal()
-            self._h5 = open_readonly(data)
-            if self._journal is None and self._h5.swmr_mode:
-                # A recorder started on the session meanwhile: read it as live, the
-                # journal first and then the file (never older than the journal).
-                self._h5.close()
-                self._open_journal()
-                self._h5 = open_readonly(data)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise AnalysisError(f"cannot open {data}: {exc}") from exc
-        if self._h5.attrs.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
-            self._h5.close()
+            self._file = SessionFile(self.path, recover=recover)
+        except SessionFileError as exc:
+            raise AnalysisError(str(exc)) from exc
+        root = self._file.root_attrs()
+        if root.get(L.ATTR_FORMAT) != L.FORMAT_NAME:
+            self._file.close()
             raise NotASessionError(self.path)
-        version = int(self._h5.attrs.get(L.ATTR_FORMAT_VERSION, 0))
+        version = int(root.get(L.ATTR_FORMAT_VERSION, 0))
         if version > L.FORMAT_VERSION:
-            self._h5.close()
+            self._file.close()
             raise UnsupportedFormatError(self.path, version)
+        self._version = version
 
-    def _open_journal(self) -> None:
-        """Recover a crashed session, or replay a live one's journal to read through it."""
-        deadline = time.monotonic() + JOURNAL_WAIT_S
-        while True:
-            self.state = recover_if_idle(self.path)
-            if self.state not in ("live", "read-only"):
-                return
-            try:
-                self._journal = replay(self.path / L.JOURNAL_FILE)
-                return
-            except FileNotFoundError:
-                # A writer that is closing (journal just deleted) or opening (journal
-                # not yet written): look again shortly.
-                if time.monotonic() > deadline:
-                    log.warning("%s: no journal; reading whole chunks only", self.path)
-                    return
-                time.sleep(0.05)
-            except JournalError as exc:
-                log.warning("%s: reading whole chunks only: %s", self.path, exc)
-                return
+    @property
+    def state(self) -> SessionState:
+        """``clean``, ``recovered`` (repaired on opening), ``live`` (being recorded) or
+        ``read-only`` (crashed and not repaired: read through its journal)."""
+        return self._file.state
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        self._h5.close()
+        self._file.close()
 
     # -- what is there ---------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
         """Session metadata attributes (recorder config and statistics parsed from JSON)."""
-        attrs = dict(self._h5[L.METADATA].attrs)
+        attrs = self._file.metadata_attrs()
         for key in (L.ATTR_RECORDER_CONFIG, L.ATTR_STATISTICS):
             if key in attrs:
                 attrs[key] = json.loads(attrs[key])
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in attrs.items()}
+        return attrs
 
     def nodes(self) -> list[str]:
         """Node ids with any recorded stream or control state, sorted."""
-        names = set(self._h5[L.METADATA][L.NODES].keys())
-        for top in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
-            names.update(L.split_population(p)[0] for p in self._h5[top])
+        names = set(self._file.node_ids_with_metadata())
+        for kind in KINDS:
+            names.update(L.split_population(p)[0] for p in self._file.populations(kind))
         return sorted(names)
 
     def node_info(self, node_id: str) -> dict[str, Any]:
         """Per-node metadata: module type, dt, incarnations."""
-        nodes = self._h5[L.METADATA][L.NODES]
-        if node_id not in nodes:
-            return {}
-        return {
-            k: (v.tolist() if isinstance(v, np.ndarray) else v)
-            for k, v in nodes[node_id].attrs.items()
-        }
+        return self._file.node_attrs(node_id)
 
     def layers(self, node_id: str, kind: str = L.SPIKES) -> list[str]:
         """Layer (or weight) names of a node under ``spikes``, ``membrane`` or ``weights``."""
         out = []
-        for pop in self._h5[kind]:
+        for pop in self._file.populations(kind):
             node, layer = L.split_population(pop)
             if node == node_id:
                 out.append(layer)
@@ -182,8 +188,15 @@ class SessionReader(ClosesOnExit):
 
     def stream_attrs(self, node_id: str, layer: str, kind: str = L.SPIKES) -> dict[str, Any]:
         """Attributes of a stream group (layer size, dt, subsample rate, ...)."""
-        group = self._group(kind, node_id, layer)
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in group.attrs.items()}
+        return dict(self._stream(kind, node_id, layer).attrs)
+
+    def layer_size(self, node_id: str, layer: str, kind: str = L.SPIKES) -> int:
+        """Neurons in the layer (weights: matrix rows)."""
+        return int(np.atleast_1d(self.stream_attrs(node_id, layer, kind)[L.ATTR_LAYER_SIZE])[0])
+
+    def dt_ms(self, node_id: str, layer: str, kind: str = L.SPIKES) -> float:
+        """Step length of the stream's first message (ms)."""
+        return float(self.stream_attrs(node_id, layer, kind).get(L.ATTR_DT_MS, 1.0))
 
     def recorded_neurons(
         self, node_id: str, layer: str, kind: str = L.SPIKES
@@ -193,33 +206,50 @@ class SessionReader(ClosesOnExit):
         A stream without a ``recorded_neurons`` dataset (format 3) records every neuron of
         its layer; weights record no neuron list.
         """
-        group = self._group(kind, node_id, layer)
-        if L.RECORDED_NEURONS in group:
-            return np.asarray(group[L.RECORDED_NEURONS][()], dtype=np.uint32)
+        stream = self._stream(kind, node_id, layer)
+        if L.RECORDED_NEURONS in stream:
+            return np.asarray(stream.dataset(L.RECORDED_NEURONS).read_all(), dtype=np.uint32)
         if kind == L.WEIGHTS:
             return np.zeros(0, dtype=np.uint32)
         return np.arange(self.recorded_count(node_id, layer, kind), dtype=np.uint32)
 
     def recorded_count(self, node_id: str, layer: str, kind: str = L.SPIKES) -> int:
         """How many neurons were recorded, without reading their list."""
-        group = self._group(kind, node_id, layer)
-        if L.RECORDED_NEURONS in group:
-            return int(group[L.RECORDED_NEURONS].shape[0])
+        stream = self._stream(kind, node_id, layer)
+        if L.RECORDED_NEURONS in stream:
+            return stream.dataset(L.RECORDED_NEURONS).rows
         if kind == L.WEIGHTS:
             return 0
-        return int(np.atleast_1d(group.attrs[L.ATTR_LAYER_SIZE])[0])
+        return self.layer_size(node_id, layer, kind)
 
     def storage_bytes(self, kind: str = L.SPIKES) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the file."""
-        total = 0
+        return self._file.storage_bytes(kind)
 
-        def visit(_name: str, obj: object) -> None:
-            nonlocal total
-            if isinstance(obj, h5py.Dataset):
-                total += obj.id.get_storage_size()
+    # -- rows ------------------------------------------------------------------------
 
-        self._h5[kind].visititems(visit)
-        return total
+    def row_count(self, kind: str, node_id: str, layer: str, dataset: str) -> int:
+        """Committed rows of one dataset of a stream (e.g. ``timestamps``, ``data``)."""
+        return self._stream(kind, node_id, layer).dataset(dataset).rows
+
+    def read_rows(
+        self,
+        kind: str,
+        node_id: str,
+        layer: str,
+        dataset: str,
+        lo: int = 0,
+        hi: int | None = None,
+        cols: Sequence[int] | None = None,
+    ) -> npt.NDArray[Any]:
+        """Rows ``lo`` to ``hi`` of one dataset of a stream, as committed, as an array.
+
+        The same for finished, live and crashed sessions; ``cols`` reads only those
+        columns of a 2-D dataset (membrane ``data``).
+        """
+        view = self._stream(kind, node_id, layer).dataset(dataset)
+        out: npt.NDArray[Any] = view.read(lo, hi, cols)
+        return out
 
     # -- data ------------------------------------------------------------------------
 
@@ -235,12 +265,12 @@ class SessionReader(ClosesOnExit):
         A ``by_time`` population is cut by binary search on ``timestamps`` (a few chunk
         reads) and only the window is read; an unsorted one is filtered slice by slice.
         """
-        g = self._group(L.SPIKES, node_id, layer)
+        g = self._stream(L.SPIKES, node_id, layer)
         n = self.spike_rows(node_id, layer)
         if t_start_ms is None and t_stop_ms is None:
             return _read_rows(g, 0, n)
         if self.sorting(node_id, layer) == "by_time":
-            ts = g[L.TIMESTAMPS]
+            ts = g.dataset(L.TIMESTAMPS)
             lo = 0 if t_start_ms is None else _bisect_left(ts, t_start_ms, 0, n)
             hi = n if t_stop_ms is None else _bisect_left(ts, t_stop_ms, lo, n)
             return _read_rows(g, lo, max(lo, hi))
@@ -272,13 +302,14 @@ class SessionReader(ClosesOnExit):
         """
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-        g = self._group(L.SPIKES, node_id, layer)
+        g = self._stream(L.SPIKES, node_id, layer)
+        steps_ds, times, ids = (g.dataset(n) for n in (L.STEPS, L.TIMESTAMPS, L.NODE_IDS))
         n = self.spike_rows(node_id, layer)
         no_steps = np.zeros(0, dtype=np.int64)
         for lo in range(0, n, chunk_rows):
             hi = min(n, lo + chunk_rows)
-            steps = g[L.STEPS][lo:hi] if with_steps else no_steps
-            yield SpikeTrains(steps, g[L.TIMESTAMPS][lo:hi], g[L.NODE_IDS][lo:hi])
+            steps = steps_ds.read(lo, hi) if with_steps else no_steps
+            yield SpikeTrains(steps, times.read(lo, hi), ids.read(lo, hi))
 
     def spike_rows(self, node_id: str, layer: str) -> int:
         """Number of spike rows that are complete and covered by the frame index.
@@ -287,20 +318,26 @@ class SessionReader(ClosesOnExit):
         index last, so a reader can see them at different lengths: only rows present in
         all three datasets and indexed by a complete frame count.
         """
-        return _spike_extent(self._group(L.SPIKES, node_id, layer))[1]
+        return _spike_extent(self._stream(L.SPIKES, node_id, layer))[1]
 
     def sorting(self, node_id: str, layer: str) -> str:
         """SONATA ``sorting`` of a spike population: ``none``, ``by_id`` or ``by_time``."""
-        value = self._group(L.SPIKES, node_id, layer).attrs.get(L.ATTR_SORTING)
+        value = self._stream(L.SPIKES, node_id, layer).raw_attr(L.ATTR_SORTING)
         names = {v: k for k, v in L.SORTING_ENUM.items()}
         return names.get(int(value), "none") if value is not None else "none"
 
+    def runs(self, node_id: str, layer: str, kind: str = L.SPIKES) -> list[Run]:
+        """The recorded span of each node incarnation of a stream (:func:`runs_of`)."""
+        return runs_of(self.frames(node_id, layer, kind), self.dt_ms(node_id, layer, kind))
+
     def frames(self, node_id: str, layer: str, kind: str = L.SPIKES) -> Frames:
         """The per-message index of a stream (rows that are complete in every dataset)."""
-        g = self._group(kind, node_id, layer)
-        data_rows = _spike_extent(g)[0] if kind == L.SPIKES else int(g[L.DATA].shape[0])
+        g = self._stream(kind, node_id, layer)
+        data_rows = _spike_extent(g)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
+        if kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] == (0,):
+            data_rows = _frame_rows(g)  # no neuron recorded: the frames alone
         n = min(_frame_rows(g), data_rows)
-        return Frames(*(g[name][:n] for name in _FRAME_NAMES))
+        return Frames(*(g.dataset(name).read(0, n) for name in _FRAME_NAMES))
 
     def membrane(
         self, node_id: str, layer: str
@@ -317,7 +354,7 @@ class SessionReader(ClosesOnExit):
         ``neurons`` (layer indices) reads only those recorded neurons' columns; ids that
         were not recorded are left out.
         """
-        g = self._group(L.MEMBRANE, node_id, layer)
+        data_ds = self._stream(L.MEMBRANE, node_id, layer).dataset(L.DATA)
         fr = self.frames(node_id, layer, L.MEMBRANE)
         recorded = self.recorded_neurons(node_id, layer, L.MEMBRANE)
         n = fr.steps.size
@@ -325,61 +362,50 @@ class SessionReader(ClosesOnExit):
             cols = np.arange(recorded.size)
         else:
             cols = np.flatnonzero(np.isin(recorded, np.asarray(neurons, dtype=np.int64)))
-        if cols.size == recorded.size:
-            data = g[L.DATA][:n]
-        elif cols.size == 0 or n == 0:
+        if cols.size == 0 or n == 0:
             data = np.zeros((n, cols.size), dtype=np.float32)
+        elif cols.size == recorded.size:
+            data = data_ds.read(0, n)
         else:
-            data = g[L.DATA][:n, cols.tolist()]  # h5py reads increasing column lists
+            data = data_ds.read(0, n, cols.tolist())  # increasing column lists
         return MembraneTraces(fr.steps, fr.times_ms, recorded[cols], np.asarray(data, np.float32))
 
     def weights(
         self, node_id: str, name: str
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Steps and weight snapshots (snapshots x rows x cols)."""
-        g = self._group(L.WEIGHTS, node_id, name)
         steps = self.frames(node_id, name, L.WEIGHTS).steps
-        return steps, g[L.DATA][: steps.size]
+        data = self._stream(L.WEIGHTS, node_id, name).dataset(L.DATA).read(0, steps.size)
+        return steps, data
 
     def weight_snapshot(self, node_id: str, name: str, index: int) -> npt.NDArray[np.float32]:
         """One weight snapshot (rows x cols); negative ``index`` counts from the end."""
-        g = self._group(L.WEIGHTS, node_id, name)
         n = self.frames(node_id, name, L.WEIGHTS).steps.size
         if not -n <= index < n:
             raise IndexError(f"snapshot {index} out of range for {n} snapshots")
-        return np.asarray(g[L.DATA][index % n], dtype=np.float32)
+        data = self._stream(L.WEIGHTS, node_id, name).dataset(L.DATA)
+        return np.asarray(data.row(index % n), dtype=np.float32)
 
     def iter_weight_blocks(
         self, node_id: str, name: str, index: int, block_rows: int | None = None
     ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
         """One snapshot in row blocks ``(first row, block)``: bounded memory for huge matrices."""
-        g = self._group(L.WEIGHTS, node_id, name)
-        _, rows, cols = g[L.DATA].shape
+        n = self.frames(node_id, name, L.WEIGHTS).steps.size
+        if not -n <= index < n:
+            raise IndexError(f"snapshot {index} out of range for {n} snapshots")
+        data = self._stream(L.WEIGHTS, node_id, name).dataset(L.DATA)
+        _, rows, cols = data.shape
         step = block_rows or max(1, _DATA_BLOCK_ELEMENTS // max(1, cols))
         for lo in range(0, rows, step):
-            yield lo, np.asarray(g[L.DATA][index, lo : lo + step], dtype=np.float32)
+            yield lo, np.asarray(data.read_part(index % n, lo, lo + step), dtype=np.float32)
 
     def control_states(self) -> list[dict[str, Any]]:
         """The control-state records of ``control_states.jsonl`` (not the presence events)."""
-        return [r for r in self._control_log() if L.CONTROL_EVENT not in r]
+        return [r for r in read_records(self.path / L.CONTROL_FILE) if L.CONTROL_EVENT not in r]
 
     def presence_events(self) -> list[dict[str, Any]]:
         """Nodes' joins and leaves (``{"event": "join"|"leave", "node_id", "received_at"}``)."""
-        return [r for r in self._control_log() if L.CONTROL_EVENT in r]
-
-    def _control_log(self) -> list[dict[str, Any]]:
-        # A torn last line (after a crash) is skipped.
-        path = self.path / L.CONTROL_FILE
-        if not path.exists():
-            return []
-        records = []
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return records
+        return [r for r in read_records(self.path / L.CONTROL_FILE) if L.CONTROL_EVENT in r]
 
     def statistics(self) -> dict[str, Any]:
         """``recording_statistics.json``, or the copy inside the HDF5 file."""
@@ -392,19 +418,10 @@ class SessionReader(ClosesOnExit):
 
     def format_version(self) -> int:
         """The session's ``format_version``."""
-        return int(self._h5.attrs.get(L.ATTR_FORMAT_VERSION, 0))
+        return self._version
 
-    def stream_group(self, kind: str, node_id: str, layer: str) -> h5py.Group:
-        """A stream's group; its datasets as committed (live sessions: with the journal)."""
-        return self._group(kind, node_id, layer)
-
-    def _group(self, kind: str, node_id: str, layer: str) -> h5py.Group:
-        pop = L.population(node_id, layer)
-        try:
-            group = self._h5[kind][pop]
-        except KeyError:
-            raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
-        return group if self._journal is None else _CommittedGroup(group, self._journal)
+    def _stream(self, kind: str, node_id: str, layer: str) -> StreamView:
+        return self._file.stream(kind, node_id, layer)
 
 
 _FRAME_NAMES: Final = (
@@ -416,21 +433,25 @@ _FRAME_NAMES: Final = (
 )
 
 
-def _frame_rows(g: h5py.Group) -> int:
+def _frame_rows(g: StreamView) -> int:
     # Version 1 writers appended the five datasets one by one: keep the common rows.
-    return min(int(g[name].shape[0]) for name in _FRAME_NAMES)
+    return min(g.dataset(name).rows for name in _FRAME_NAMES)
 
 
-def _spike_extent(g: h5py.Group) -> tuple[int, int]:
+def _spike_extent(g: StreamView) -> tuple[int, int]:
     """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written."""
-    rows = min(g[name].shape[0] for name in (L.TIMESTAMPS, L.NODE_IDS, L.STEPS))
-    ends = np.cumsum(g[L.FRAME_COUNT][: _frame_rows(g)], dtype=np.int64)
+    rows = min(g.dataset(name).rows for name in (L.TIMESTAMPS, L.NODE_IDS, L.STEPS))
+    ends = np.cumsum(g.dataset(L.FRAME_COUNT).read(0, _frame_rows(g)), dtype=np.int64)
     n = int(np.searchsorted(ends, rows, side="right"))
     return n, int(ends[n - 1]) if n else 0
 
 
-def _read_rows(g: h5py.Group, lo: int, hi: int) -> SpikeTrains:
-    return SpikeTrains(g[L.STEPS][lo:hi], g[L.TIMESTAMPS][lo:hi], g[L.NODE_IDS][lo:hi])
+def _read_rows(g: StreamView, lo: int, hi: int) -> SpikeTrains:
+    return SpikeTrains(
+        g.dataset(L.STEPS).read(lo, hi),
+        g.dataset(L.TIMESTAMPS).read(lo, hi),
+        g.dataset(L.NODE_IDS).read(lo, hi),
+    )
 
 
 def _concat(parts: list[SpikeTrains]) -> SpikeTrains:
@@ -443,86 +464,15 @@ def _concat(parts: list[SpikeTrains]) -> SpikeTrains:
     )
 
 
-def _bisect_left(ds: h5py.Dataset, value: float, lo: int, hi: int) -> int:
+def _bisect_left(ds: DatasetView, value: float, lo: int, hi: int) -> int:
     """First row in ``[lo, hi)`` of a sorted dataset whose value is ``>= value``.
 
-    Halves with single-element reads (each decompresses at most one chunk, which the
-    HDF5 chunk cache keeps) until one chunk's worth of rows is left, then reads that.
+    Halves with single-row reads until one chunk's worth of rows is left, then reads that.
     """
-    while hi - lo > L.SPIKE_CHUNK:
+    while hi - lo > ds.chunk_rows:
         mid = (lo + hi) // 2
-        if float(ds[mid]) < value:
+        if float(ds.row(mid)) < value:
             lo = mid + 1
         else:
             hi = mid
-    return lo + int(np.searchsorted(ds[lo:hi], value, side="left"))
-
-
-class _Committed:
-    """A dataset of a live session as committed: ``main`` rows from HDF5, then the tail.
-
-    Supports what the reader uses: ``shape``, ``dtype``, ``name``, integer and
-    contiguous-slice row keys, optionally followed by keys of the other axes.
-    """
-
-    def __init__(self, ds: h5py.Dataset, main: int, tail: npt.NDArray[Any]) -> None:
-        if main > ds.shape[0]:
-            raise AnalysisError(f"{ds.name}: the journal commits {main} rows, the file has fewer")
-        self._ds = ds
-        self._main = main
-        self._tail = tail
-        self.shape = (self._main + int(tail.shape[0]), *ds.shape[1:])
-        self.dtype = ds.dtype
-        self.name = ds.name
-        self.attrs = ds.attrs
-        self.chunks = ds.chunks
-
-    def __len__(self) -> int:
-        return int(self.shape[0])
-
-    def __getitem__(self, key: Any) -> Any:
-        rest: tuple[Any, ...] = ()
-        if isinstance(key, tuple):
-            key, rest = (key[0], key[1:]) if key else (slice(None), ())
-        n, main = self.shape[0], self._main
-        if isinstance(key, int | np.integer):
-            i = int(key) + (n if key < 0 else 0)
-            if not 0 <= i < n:
-                raise IndexError(f"row {key} out of range for {n} rows")
-            return self._ds[(i, *rest)] if i < main else self._tail[(i - main, *rest)]
-        if not isinstance(key, slice):
-            raise TypeError(f"unsupported key {key!r}")
-        lo, hi, step = key.indices(n)
-        if step != 1:
-            raise TypeError("only contiguous row slices are supported")
-        hi = max(lo, hi)
-        parts = []
-        if lo < main:
-            parts.append(np.asarray(self._ds[(slice(lo, min(hi, main)), *rest)]))
-        if hi > main:
-            parts.append(np.asarray(self._tail[(slice(max(lo - main, 0), hi - main), *rest)]))
-        if not parts:
-            return np.asarray(self._tail[(slice(0, 0), *rest)])
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
-class _CommittedGroup:
-    """A stream group of a live session whose appendable datasets are :class:`_Committed`."""
-
-    def __init__(self, group: h5py.Group, journal: Replay) -> None:
-        self._group = group
-        self._journal = journal
-        self.attrs = group.attrs
-        self.name = group.name
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._group
-
-    def __getitem__(self, name: str) -> Any:
-        ds = self._group[name]
-        if not (isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None):
-            return ds
-        tail = self._journal.tails.get(ds.name)
-        if tail is None:  # created after the last journal record: nothing committed
-            return _Committed(ds, 0, np.zeros((0, *ds.shape[1:]), dtype=ds.dtype))
-        return _Committed(ds, tail.main, self._journal.tail(ds.name))
+    return lo + int(np.searchsorted(ds.read(lo, hi), value, side="left"))

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import statistics as S
-from analysis.reader import DEFAULT_CHUNK_ROWS, SessionReader
+from analysis.reader import DEFAULT_CHUNK_ROWS, Run, SessionReader, runs_of, span_of
 from recorderd.session import layout as L
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,8 +53,8 @@ class PopulationInfo:
     """Time of the last recorded step plus one ``dt_ms``: the span is half-open."""
     missing_messages: int
     """Gaps in ``frame_seq`` within each incarnation: messages absent from the file."""
-    runs: tuple[tuple[int, int, float, float], ...] = ()
-    """Per node incarnation: first and last step, first time and last time + dt."""
+    runs: tuple[Run, ...] = ()
+    """Per node incarnation: its recorded span (:func:`analysis.reader.runs_of`)."""
 
     @property
     def duration_ms(self) -> float:
@@ -64,7 +64,7 @@ class PopulationInfo:
         from 0, so its runs overlap in step and time but each lasted its own span, with
         its own dt (a restarted node may use another step length).
         """
-        return sum(t1 - t0 for _, _, t0, t1 in self.runs)
+        return sum(r.duration_ms for r in self.runs)
 
 
 @dataclass
@@ -252,9 +252,8 @@ class _RasterAccumulator:
         rec = self.data.neurons
         if rec.size == 0 or ids.size == 0:
             return
-        pos = np.minimum(np.searchsorted(rec, ids), rec.size - 1)
-        hit = rec[pos] == ids
-        rows, t = pos[hit].astype(np.int64), times[hit]
+        rank, hit = S.neuron_ranks(rec, ids)
+        rows, t = rank[hit], times[hit]
         self.data.n_spikes += int(rows.size)
         if self.data.density is None and self.data.n_spikes <= self.threshold:
             self._times.append(t)
@@ -285,18 +284,10 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
     fr = reader.frames(node_id, layer)
     dt = float(attrs.get(L.ATTR_DT_MS, 1.0))
     missing = 0
-    runs = []
     for inc in np.unique(fr.incarnation):
-        mine = fr.incarnation == inc
-        seq = fr.seq[mine].astype(np.int64)
+        seq = fr.seq[fr.incarnation == inc].astype(np.int64)
         missing += int(seq.max()) - int(seq.min()) + 1 - int(seq.size)
-        steps, times = fr.steps[mine], fr.times_ms[mine]
-        a, b = int(steps.min()), int(steps.max())
-        t0, t1 = float(times.min()), float(times.max())
-        # This run's own step length (a restart may change dt); the attribute's otherwise.
-        run_dt = (t1 - t0) / (b - a) if b > a else dt
-        runs.append((a, b, t0, t1 + run_dt))
-    runs.sort(key=lambda r: r[2])
+    runs = runs_of(fr, dt)
     empty = fr.steps.size == 0
     return PopulationInfo(
         node_id=node_id,
@@ -311,7 +302,7 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         first_step=None if empty else int(fr.steps.min()),
         last_step=None if empty else int(fr.steps.max()),
         t_start_ms=None if empty else float(fr.times_ms.min()),
-        t_stop_ms=None if empty else max(r[3] for r in runs),
+        t_stop_ms=None if empty else span_of(runs)[1],
         missing_messages=missing,
         runs=tuple(runs),
     )
@@ -358,9 +349,8 @@ def scan_population(
         ids, t = chunk.neuron_ids, chunk.times_ms
         if k == 0 or ids.size == 0:
             continue
-        pos = np.minimum(np.searchsorted(neurons, ids), k - 1)
-        hit = neurons[pos] == ids
-        rank = pos[hit].astype(np.int64)
+        pos, hit = S.neuron_ranks(neurons, ids)
+        rank = pos[hit]
         counts += np.bincount(rank, minlength=k)
         isi.update(rank, t[hit])
         if hist is not None:
@@ -383,12 +373,12 @@ def scan_population(
     )
 
 
-def _coverage(edges: FloatArray, runs: tuple[tuple[int, int, float, float], ...]) -> FloatArray:
+def _coverage(edges: FloatArray, runs: tuple[Run, ...]) -> FloatArray:
     """Per bin, the recorded time of all runs inside it, in bin widths."""
     lo, hi = edges[:-1], edges[1:]
     cover = np.zeros(lo.size)
-    for _, _, a, b in runs:
-        cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0.0, None)
+    for run in runs:
+        cover += np.clip(np.minimum(hi, run.t_stop_ms) - np.maximum(lo, run.t_start_ms), 0.0, None)
     result: FloatArray = cover / (hi - lo)
     return result
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from analysis.export import export_sonata  # noqa: E402
 from analysis.reader import SessionReader  # noqa: E402
 from recorderd.session import layout as L  # noqa: E402
-from recorderd.session.writer import Frames, SessionWriter  # noqa: E402
+from recorderd.session.frames import Frames  # noqa: E402
+from recorderd.session.writer import SessionWriter  # noqa: E402
 from recorderd.wire import Kind  # noqa: E402
 
 PER_STEP = 100  # spikes per message

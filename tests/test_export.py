@@ -29,7 +29,8 @@ from analysis.export_cli import export_app
 from analysis.reader import SessionReader
 from recorderd import RecorderConfig, SimulationRecorder
 from recorderd.session import layout as L
-from recorderd.session.writer import Frames, SessionWriter
+from recorderd.session.frames import Frames
+from recorderd.session.writer import SessionWriter
 from recorderd.wire import Kind
 
 LAYERS = {("pfc-0", "hidden"): 50, ("pfc-0", "output"): 20, ("visual-0", "v1"): 30}

@@ -29,7 +29,8 @@ from recorderd.core.settings import CoreSettings
 from recorderd.core.stats import Statistics, StreamStats
 from recorderd.core.subsample import RULE, select_neurons
 from recorderd.session import layout as L
-from recorderd.session.writer import Frames, SessionWriter, ShapeChangedError, StreamHandle
+from recorderd.session.frames import Frames
+from recorderd.session.writer import SessionWriter, ShapeChangedError, StreamHandle
 from recorderd.wire import ControlState, DataMessage, Kind, Reason, StreamKey
 
 log = logging.getLogger(__name__)
@@ -417,16 +418,16 @@ class Recorder:
             return
         cols = list(zip(*stream.frames, strict=True))
         frames = Frames(
-            step=np.asarray(cols[0], dtype=np.int64),
-            time=np.asarray(cols[1], dtype=np.float64),
+            steps=np.asarray(cols[0], dtype=np.int64),
+            times_ms=np.asarray(cols[1], dtype=np.float64),
             seq=np.asarray(cols[2], dtype=np.uint64),
             incarnation=np.asarray(cols[3], dtype=np.uint64),
             count=np.asarray(cols[4], dtype=np.uint32),
         )
         if stream.kind is Kind.SPIKES:
             ids = np.concatenate(stream.data).astype(np.uint32, copy=False)
-            steps = np.repeat(frames.step, frames.count)
-            times = np.repeat(frames.time, frames.count)
+            steps = np.repeat(frames.steps, frames.count)
+            times = np.repeat(frames.times_ms, frames.count)
             self.writer.append_spikes(stream.handle, steps, times, ids, frames)
             stream.stats.spikes_written += int(ids.size)
         else:

@@ -40,14 +40,14 @@ RECOVERY_HEADROOM_BYTES = 4 << 20
 SessionState = Literal["clean", "recovered", "live", "read-only"]
 
 
-def recover_if_idle(session_dir: Path) -> SessionState:
+def recover_if_idle(session_dir: Path, *, may_recover: bool = True) -> SessionState:
     """For readers: recover a crashed session unless a writer holds it.
 
     ``clean``: closed cleanly. ``recovered``: a killed writer's journal applied, or
     only its "open for write" flags cleared (killed before it wrote a journal).
     ``live``: a writer holds the session. ``read-only``: left by a crash, but this
     process may not or cannot recover it (no write permission, no room, an unusable
-    journal): left exactly as it is.
+    journal), or was asked not to (``may_recover=False``): left exactly as it is.
     """
     data = session_dir / L.DATA_FILE
     journal = (session_dir / L.JOURNAL_FILE).exists()
@@ -58,11 +58,16 @@ def recover_if_idle(session_dir: Path) -> SessionState:
     if not journal and not flagged:
         return "clean"
     try:
-        lock = SessionLock.try_acquire(session_dir)
+        lock = SessionLock.try_acquire(session_dir, create=may_recover)
+    except FileNotFoundError:  # no lock file (may_recover=False): no writer ever held it
+        return "read-only"
     except OSError:  # no write permission here, or a symlinked lock file
         return "read-only"
     if lock is None:
         return "live"
+    if not may_recover:
+        lock.release()
+        return "read-only"
     try:
         if journal:
             return "recovered" if recover(session_dir) is not None else "clean"

@@ -7,7 +7,10 @@ reading without SWMR. A SWMR writer also never updates the superblock's end-of-f
 address, so a reader of the crashed file fails with "addr overflow" on everything
 appended after the last non-SWMR flush. :func:`clear_status_flags` clears the flags and
 raises the stored end-of-file address to the file's size, with the superblock checksum
-(Jenkins' lookup3, as ``H5_checksum_lookup3``) recomputed.
+(Jenkins' lookup3, as ``H5_checksum_lookup3``) recomputed: byte for byte what
+``h5clear -s --increment=0`` writes (``tests/test_session_storage.py`` compares them where
+Debian's hdf5-tools is installed). It is kept in Python because h5py exposes no way to do
+it and a system ``h5clear`` would drift from h5py's bundled HDF5.
 
 Call it only while holding the session lock: it must never run under a live writer.
 """
@@ -88,9 +91,9 @@ def status_flags(path: str | os.PathLike[str]) -> int:
 def cleared_superblock(fh: BinaryIO) -> tuple[int, bytes, int] | None:
     """What :func:`clear_status_flags` would write: ``(offset, bytes, old flags)``, or None.
 
-    None when there is nothing to change: a version 0 or 1 superblock (no flags), or
-    flags already clear and an end-of-file address that covers the file. Raises
-    ``ValueError`` for a superblock version other than 2 or 3 or a bad checksum.
+    None when there is nothing to change (flags clear and an end-of-file address that
+    covers the file). Raises ``ValueError`` for a superblock version other than 2 or 3
+    (the only ones this code knows; SWMR files have version 3) or a bad checksum.
     """
     size = os.fstat(fh.fileno()).st_size
     base = _find_superblock(fh, size)
@@ -99,9 +102,8 @@ def cleared_superblock(fh: BinaryIO) -> tuple[int, bytes, int] | None:
     if len(hdr) < 12:
         raise ValueError("truncated superblock")
     version, so, flags = hdr[8], hdr[9], hdr[11]
-    if version < 2:
-        return None  # v0/v1 superblocks keep no flags
     if version not in SUPPORTED_VERSIONS:
+        # v0/v1 keep their flags elsewhere; v4+ is a layout this code was not written for.
         raise ValueError(f"superblock version {version}: only versions 2 and 3 are handled")
     if so not in (4, 8):
         raise ValueError(f"superblock with {so}-byte offsets")

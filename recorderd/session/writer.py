@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -38,8 +38,10 @@ from recorderd.session import layout as L
 from recorderd.session.appendable import Appendable
 from recorderd.session.chunks import Codec
 from recorderd.session.controllog import ControlLog, read_records
-from recorderd.session.journal import Journal, JournalError
+from recorderd.session.frames import Frames
+from recorderd.session.journal import JournalError
 from recorderd.session.lock import SessionLock
+from recorderd.session.nodes import NodeMetadata
 from recorderd.session.recovery import recover
 from recorderd.session.safefs import (
     UnsafePathError,
@@ -47,7 +49,6 @@ from recorderd.session.safefs import (
     ensure_session_dir,
     fsync_path,
     same_file,
-    write_atomic,
 )
 from recorderd.session.schema import (
     LIBVER,
@@ -62,28 +63,20 @@ from recorderd.session.schema import (
     set_sorting,
     stored_recorded,
     stored_shape,
-    stream_groups,
     stream_path,
     utc_now,
 )
+from recorderd.session.statsfile import StatisticsFile
 from recorderd.session.superblock import clear_status_flags
+from recorderd.session.tails import Tails
 from recorderd.wire import Kind
 
 log = logging.getLogger(__name__)
 
 #: How often a writer waiting for a busy session retries its lock.
 LOCK_POLL_S: Final = 0.2
-#: Rewrite the journal (one snapshot of all tails) once it is larger than this and
-#: more than twice the tails it holds: it stays small beside the file.
-JOURNAL_COMPACT_BYTES: Final = 4 << 20
 #: New streams created per non-SWMR window: bounds how long one window lasts.
 STREAMS_PER_WINDOW: Final = 64
-#: Datasets closed between two checks for an aborted close.
-CHECK_EVERY: Final = 64
-#: A statistics document larger than this is rewritten at most every
-#: STATISTICS_PERIOD_S (and at close) instead of at every flush.
-STATISTICS_LARGE_BYTES: Final = 256 * 1024
-STATISTICS_PERIOD_S: Final = 10.0
 
 
 class WriterError(Exception):
@@ -115,17 +108,6 @@ class WriteAborted(WriterError):
 
 
 @dataclass
-class Frames:
-    """Per-message index rows of one batch (one entry per message)."""
-
-    step: npt.NDArray[np.int64]
-    time: npt.NDArray[np.float64]
-    seq: npt.NDArray[np.uint64]
-    incarnation: npt.NDArray[np.uint64]
-    count: npt.NDArray[np.uint32]
-
-
-@dataclass
 class StreamHandle:
     """An open stream and what the writer needs to append to it."""
 
@@ -139,16 +121,6 @@ class StreamHandle:
     #: (incarnation, seq) of the stream's last recorded message, from an earlier run.
     last_frame: tuple[int, int] | None = None
     sorted_by_time: bool = True
-
-
-@dataclass
-class _Node:
-    """Per-node metadata as written (or to be written) to ``/metadata/nodes/<node_id>``."""
-
-    attrs: dict[str, Any]
-    incarnations: set[int] = field(default_factory=set)
-    #: The node's last incarnation noted: repeating it costs one comparison.
-    last: int | None = None
 
 
 class SessionWriter:
@@ -177,19 +149,14 @@ class SessionWriter:
         self._subsampling_rule = subsampling_rule
         self._h5: h5py.File | None = None
         self._swmr = False
-        self._journal: Journal | None = None
-        self._arrays: dict[str, Appendable] = {}
-        self._dirty: set[Appendable] = set()  # pushed to or grown since the last journal record
-        self._tail_bytes = 0
+        self._tails = Tails()
         self._pending_streams: list[tuple[StreamSpec, list[Appendable]]] = []
-        self._nodes: dict[str, _Node] = {}
-        self._pending_nodes: set[str] = set()
+        self._nodes = NodeMetadata()
         self._pending_sorting: dict[str, str] = {}
+        self._statistics = StatisticsFile(session_dir)
         self._control: ControlLog | None = None
         self._lock: SessionLock | None = None
         self._finished = False
-        self._stats_bytes = 0
-        self._stats_at = -np.inf
         #: Asked at safe points of a close: True cuts it short (:class:`WriteAborted`).
         self.should_abort: Callable[[], bool] = lambda: False
 
@@ -264,16 +231,9 @@ class SessionWriter:
         # Partial last chunks move into memory (and the journal) before they leave the
         # file: from here on the datasets only ever receive whole chunks. One dataset
         # at a time, so memory follows the tails, not the number of datasets.
-        for group in stream_groups(root):
-            for ds_path in appendable_paths(group):
-                a = self._arrays[ds_path] = Appendable.load(root[ds_path])
-                self._tail_bytes += a.tail_bytes
-        self._journal = Journal.create(
-            self.session_dir / L.JOURNAL_FILE, [a.snapshot() for a in self._arrays.values()]
-        )
-        for a in self._arrays.values():
-            if a.rows:
-                root[a.path].resize(a.main, axis=0)
+        self._tails.load(root)
+        self._tails.start_journal(self.session_dir / L.JOURNAL_FILE)
+        self._tails.shrink(root)
         root.flush()
         root.swmr_mode = True
         self._swmr = True
@@ -306,11 +266,7 @@ class SessionWriter:
             if self._h5 is not None:
                 path = self.session_dir / L.DATA_FILE
                 self._create_pending()
-                tails = sorted((a for a in self._arrays.values() if a.rows), key=lambda a: a.path)
-                for i, a in enumerate(tails):
-                    if i % CHECK_EVERY == 0:
-                        self.checkpoint()
-                    a.write_all(self._file)
+                self._tails.write_all(self._file, self.checkpoint)
                 self.checkpoint()
                 # The last window: never cut short, and it ends with the file closed.
                 self._reopen(swmr=False)
@@ -318,17 +274,15 @@ class SessionWriter:
                 self._apply_pending(root)
                 root[L.METADATA].attrs[L.ATTR_STOP_TIME] = utc_now()
                 if statistics is not None:
-                    self._write_statistics(statistics, into=root)
+                    self._statistics.write(statistics, into=root)
                 root.close()
                 self._h5 = None
                 fsync_path(path)
-                if self._journal is not None:
-                    self._journal.remove()  # every row is in the file now
+                self._tails.close_journal(remove=True)  # every row is in the file now
         finally:
             # After a failure self._h5 stays referenced: dropping it would close the
             # file, and closing writes (the caller abandons the session instead).
-            if self._journal is not None:
-                self._journal.close()
+            self._tails.close_journal(remove=False)
             if self._control is not None:
                 self._control.close()
                 self._control = None
@@ -352,8 +306,7 @@ class SessionWriter:
         """
         self._finished = True
         try:
-            if self._journal is not None:
-                self._journal.close()
+            self._tails.close_journal(remove=False)
             if self._control is not None:
                 self._control.close()
         except OSError:
@@ -386,25 +339,23 @@ class SessionWriter:
         due (a large one is rewritten every :data:`STATISTICS_PERIOD_S`).
         """
         self._create_pending()
-        if self._pending_nodes or self._pending_sorting:
+        if self._nodes.pending or self._pending_sorting:
             with self._structure() as root:
                 self._apply_pending(root)
         root = self._file
-        for a in self._dirty:
-            if a.full:
-                self._write_chunks(a)
+        self._tails.write_full(root)
         root.flush()
         os.fsync(root.id.get_vfd_handle())
-        self._write_journal()
+        self._tails.commit()
         if statistics is not None:
-            self._write_statistics(statistics)
+            self._statistics.write(statistics)
         if self._control is not None:
             self._control.sync()
 
     @property
     def tail_bytes(self) -> int:
         """Bytes held back from unfinished chunks: what closing still has to write."""
-        return self._tail_bytes
+        return self._tails.bytes
 
     # -- streams ---------------------------------------------------------------------
 
@@ -447,8 +398,7 @@ class SessionWriter:
             )
             for s in series_of(spec)
         }
-        for a in arrays.values():
-            self._arrays[a.path] = a
+        self._tails.add(arrays.values())
         self._pending_streams.append((spec, list(arrays.values())))
         return StreamHandle(kind, path, recorded, shape, arrays)
 
@@ -460,9 +410,7 @@ class SessionWriter:
         if old != shape:
             raise ShapeChangedError(stream, old, shape)
         arrays = {
-            p.rsplit("/", 1)[1]: self._arrays[p]
-            for p in appendable_paths(group)
-            if p in self._arrays
+            p.rsplit("/", 1)[1]: a for p in appendable_paths(group) if (a := self._tails.get(p))
         }
         handle = StreamHandle(kind, path, stored_recorded(group, kind), shape, arrays)
         if kind is Kind.SPIKES:
@@ -490,31 +438,9 @@ class SessionWriter:
         :data:`~recorderd.session.layout.MAX_NODE_INCARNATIONS` incarnations are listed; the
         others are counted.
         """
-        node = self._nodes.get(node_id)
-        if node is None:
-            nodes = self._file[L.METADATA][L.NODES]
-            attrs = dict(nodes[node_id].attrs) if node_id in nodes else {}
-            seen = np.asarray(attrs.get(L.ATTR_INCARNATIONS, np.zeros(0, np.uint64)))
-            node = self._nodes[node_id] = _Node(attrs, {int(x) for x in seen})
-        attrs = node.attrs
-        changed = False
-        if module_type is not None and attrs.get(L.ATTR_MODULE_TYPE) != module_type:
-            attrs[L.ATTR_MODULE_TYPE] = module_type
-            changed = True
-        if dt_ms is not None and attrs.get(L.ATTR_DT_MS) != dt_ms:
-            attrs[L.ATTR_DT_MS] = dt_ms
-            changed = True
-        if incarnation is not None and incarnation != node.last:
-            node.last = incarnation
-            if incarnation not in node.incarnations:
-                total = int(attrs.get(L.ATTR_INCARNATIONS_TOTAL, len(node.incarnations)))
-                attrs[L.ATTR_INCARNATIONS_TOTAL] = total + 1
-                if len(node.incarnations) < L.MAX_NODE_INCARNATIONS:
-                    node.incarnations.add(incarnation)
-                    attrs[L.ATTR_INCARNATIONS] = None  # rebuilt from the set when written
-                changed = True
-        if changed:
-            self._pending_nodes.add(node_id)
+        self._nodes.note(
+            self._file, node_id, module_type=module_type, incarnation=incarnation, dt_ms=dt_ms
+        )
 
     # -- appends ---------------------------------------------------------------------
 
@@ -561,22 +487,12 @@ class SessionWriter:
         return self._h5
 
     def _push(self, a: Appendable, rows: npt.NDArray[Any]) -> None:
-        before = a.tail_bytes
-        a.push(rows)
-        self._tail_bytes += a.tail_bytes - before
-        self._dirty.add(a)
-        if a.full and a.created:
-            self._write_chunks(a)  # a tail never holds a whole chunk for long
-
-    def _write_chunks(self, a: Appendable) -> None:
-        before = a.tail_bytes
-        a.write_whole_chunks(self._file[a.path])
-        self._tail_bytes += a.tail_bytes - before
+        self._tails.push(a, rows, self._file)
 
     def _append_frames(self, handle: StreamHandle, frames: Frames) -> None:
         arrays = handle.arrays
-        self._push(arrays[L.FRAME_STEP], frames.step)
-        self._push(arrays[L.FRAME_TIME], frames.time)
+        self._push(arrays[L.FRAME_STEP], frames.steps)
+        self._push(arrays[L.FRAME_TIME], frames.times_ms)
         self._push(arrays[L.FRAME_SEQ], frames.seq)
         self._push(arrays[L.FRAME_INCARNATION], frames.incarnation)
         self._push(arrays[L.FRAME_COUNT], frames.count)
@@ -620,67 +536,15 @@ class SessionWriter:
                     create_stream(root, spec, self._filters)
                 self._apply_pending(root)
             for _, arrays in batch:
-                for a in arrays:
-                    a.created = True
-                    if a.full:
-                        self._write_chunks(a)
+                self._tails.created(arrays, self._file)
 
     def _apply_pending(self, root: h5py.File) -> None:
         """Write pending node attributes and sorting changes (inside a window)."""
-        nodes = root[L.METADATA][L.NODES]
-        for node_id in sorted(self._pending_nodes):
-            node = self._nodes[node_id]
-            group = nodes.require_group(node_id)
-            for key, value in node.attrs.items():
-                if key == L.ATTR_INCARNATIONS:
-                    value = np.fromiter(
-                        sorted(node.incarnations), np.uint64, len(node.incarnations)
-                    )
-                group.attrs[key] = value
+        self._nodes.apply(root)
         for path, value in self._pending_sorting.items():
             if path in root:
                 set_sorting(root[path], value)
-        self._pending_nodes.clear()
         self._pending_sorting = {p: v for p, v in self._pending_sorting.items() if p not in root}
-
-    def _write_journal(self) -> None:
-        if self._journal is None:
-            raise WriterError("writer not started")
-        if self._journal.size > max(JOURNAL_COMPACT_BYTES, 2 * self.tail_bytes):
-            self._journal.close()
-            self._journal = Journal.create(
-                self._journal.path, [a.snapshot() for a in self._arrays.values() if a.created]
-            )
-            self._dirty = {a for a in self._dirty if not a.created}
-            return
-        entries = []
-        for a in self._dirty:
-            e = a.entry()
-            if e is not None:
-                entries.append(e)
-        self._journal.append(entries)
-        self._dirty = {a for a in self._dirty if not a.created}
-
-    def _write_statistics(
-        self,
-        statistics: dict[str, Any] | Callable[[], dict[str, Any]],
-        *,
-        into: h5py.File | None = None,
-    ) -> None:
-        """``recording_statistics.json`` (atomically replaced) and, at close, the file."""
-        now = time.monotonic()
-        if callable(statistics):
-            if self._stats_bytes > STATISTICS_LARGE_BYTES and now - self._stats_at < (
-                STATISTICS_PERIOD_S
-            ):
-                return
-            statistics = statistics()
-        large = self._stats_bytes > STATISTICS_LARGE_BYTES
-        text = json.dumps(statistics, indent=None if large else 2, sort_keys=True)
-        if into is not None:
-            into[L.METADATA].attrs[L.ATTR_STATISTICS] = text
-        write_atomic(self.session_dir / L.STATISTICS_FILE, (text + "\n").encode())
-        self._stats_bytes, self._stats_at = len(text), now
 
     def _unlock(self) -> None:
         if self._lock is not None:

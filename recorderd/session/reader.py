@@ -1,0 +1,250 @@
+"""Reading a session file as committed: finished, live and crashed sessions alike.
+
+:class:`SessionFile` opens ``simulation_data.h5`` read-only and gives its streams as
+:class:`StreamView` objects whose datasets (:class:`DatasetView`) return row ranges as
+numpy arrays. What a reader sees is exactly what the last flush made durable: for a live
+or crashed session each appendable dataset is its committed HDF5 rows followed by the
+tail the journal holds (``docs/recording-format.md``, "Reading"). No h5py object leaves
+this module.
+
+Whether a crashed session is repaired in place is the caller's choice (``recover``):
+recovering takes the session lock for a moment and modifies the file, as the next
+recorder would; without it the session is read through its journal and never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from recorderd.session import layout as L
+from recorderd.session.journal import JournalError, Replay, replay
+from recorderd.session.recovery import SessionState, open_readonly, recover_if_idle
+from recorderd.session.schema import TOP_GROUPS, is_appendable
+
+log = logging.getLogger(__name__)
+
+#: How long a reader waits for a live session's journal to appear or a closing one's to go.
+JOURNAL_WAIT_S: Final = 2.0
+#: The stream kinds, as the names of their top-level groups.
+KINDS: Final = tuple(TOP_GROUPS.values())
+
+
+class SessionFileError(Exception):
+    """The file cannot be opened as a session (the message says why)."""
+
+
+def plain(value: Any) -> Any:
+    """An attribute value as plain Python (arrays as lists, bytes as str)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+class DatasetView:
+    """One dataset of a stream as committed: ``rows`` rows, read as numpy arrays.
+
+    For a live or crashed session an appendable dataset is its first ``main`` HDF5 rows
+    followed by the journal's tail; rows of the HDF5 dataset past ``main`` are not part
+    of it (written after the last flush).
+    """
+
+    def __init__(self, ds: h5py.Dataset, main: int | None = None, tail: Any = None) -> None:
+        n = int(ds.shape[0]) if ds.shape else 0
+        if main is not None and main > n:
+            raise SessionFileError(f"{ds.name}: the journal commits {main} rows, the file has {n}")
+        self._ds = ds
+        self._main = n if main is None else main
+        row_shape = tuple(ds.shape[1:])
+        self._tail: npt.NDArray[Any] = (
+            np.zeros((0, *row_shape), dtype=ds.dtype) if tail is None else tail
+        )
+        self.shape: tuple[int, ...] = (self._main + int(self._tail.shape[0]), *row_shape)
+        self.dtype: np.dtype[Any] = ds.dtype
+        self.name: str = ds.name
+        self.chunk_rows: int = int(ds.chunks[0]) if ds.chunks else 1
+
+    @property
+    def rows(self) -> int:
+        """Rows along the first axis."""
+        return self.shape[0] if self.shape else 0
+
+    def read(self, lo: int = 0, hi: int | None = None, cols: Sequence[int] | None = None) -> Any:
+        """Rows ``lo`` to ``hi`` (exclusive) as an array; ``cols``: only those columns."""
+        n, main = self.rows, self._main
+        hi = n if hi is None else min(hi, n)
+        lo = max(0, min(lo, hi))
+        rest: tuple[Any, ...] = () if cols is None else (list(cols),)
+        parts = []
+        if lo < main:
+            parts.append(np.asarray(self._ds[(slice(lo, min(hi, main)), *rest)]))
+        if hi > main:
+            tail = self._tail[max(lo - main, 0) : hi - main]
+            parts.append(tail if cols is None else tail[:, list(cols)])
+        if not parts:
+            empty = self._tail[:0]
+            return empty if cols is None else empty[:, list(cols)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def row(self, i: int) -> Any:
+        """One row (negative ``i`` counts from the end)."""
+        n = self.rows
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return self.read(j, j + 1)[0]
+
+    def read_part(self, row: int, lo: int, hi: int) -> Any:
+        """Rows ``lo`` to ``hi`` of the second axis of one row (a block of a weight matrix)."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"row {row} out of range for {self.rows} rows")
+        if row < self._main:
+            return np.asarray(self._ds[row, lo:hi])
+        return self._tail[row - self._main, lo:hi]
+
+    def read_all(self) -> Any:
+        """Every committed row (a non-appendable dataset whole)."""
+        if not self.shape:
+            return np.asarray(self._ds[()])
+        return self.read()
+
+
+class StreamView:
+    """One stream group: its attributes and its datasets as committed."""
+
+    def __init__(self, group: h5py.Group, journal: Replay | None) -> None:
+        self._group = group
+        self._journal = journal
+        self.path: str = group.name
+        #: The group's attributes as plain Python values.
+        self.attrs: dict[str, Any] = {k: plain(v) for k, v in group.attrs.items()}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._group
+
+    def dataset(self, name: str) -> DatasetView:
+        """A dataset of the stream, as committed."""
+        ds = self._group[name]
+        if self._journal is None or not is_appendable(ds):
+            return DatasetView(ds)
+        tail = self._journal.tails.get(ds.name)
+        if tail is None:  # created after the last journal record: nothing committed
+            return DatasetView(ds, 0)
+        return DatasetView(ds, tail.main, self._journal.tail(ds.name))
+
+    def raw_attr(self, name: str) -> Any:
+        """An attribute as HDF5 stores it (for enum attributes such as ``sorting``)."""
+        return self._group.attrs.get(name)
+
+
+class SessionFile:
+    """``simulation_data.h5`` of a session folder, open for reading (see module docstring)."""
+
+    def __init__(self, session_dir: Path, *, recover: bool = True) -> None:
+        self.path = session_dir
+        data = session_dir / L.DATA_FILE
+        #: ``clean``, ``recovered`` (a crashed recording, repaired on opening), ``live``
+        #: (being recorded) or ``read-only`` (crashed, not repaired: read through the
+        #: journal, the file left as it is).
+        self.state: SessionState = "clean"
+        self._journal: Replay | None = None
+        try:
+            self._open_journal(recover)
+            self._h5 = open_readonly(data)
+            if self._journal is None and self._h5.swmr_mode:
+                # A recorder started on the session meanwhile: read it as live, the
+                # journal first and then the file (never older than the journal).
+                self._h5.close()
+                self._open_journal(recover)
+                self._h5 = open_readonly(data)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SessionFileError(f"cannot open {data}: {exc}") from exc
+
+    def _open_journal(self, recover: bool) -> None:
+        """Recover a crashed session, or replay a journal to read through it."""
+        deadline = time.monotonic() + JOURNAL_WAIT_S
+        while True:
+            self.state = recover_if_idle(self.path, may_recover=recover)
+            if self.state not in ("live", "read-only"):
+                return
+            try:
+                self._journal = replay(self.path / L.JOURNAL_FILE)
+                return
+            except FileNotFoundError:
+                # A writer that is closing (journal just deleted) or opening (journal
+                # not yet written), or flags without a journal: look again shortly.
+                if time.monotonic() > deadline:
+                    if self.state == "live":
+                        log.warning("%s: no journal; reading whole chunks only", self.path)
+                    return
+                time.sleep(0.05)
+            except JournalError as exc:
+                log.warning("%s: reading whole chunks only: %s", self.path, exc)
+                return
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        self._h5.close()
+
+    # -- what is there ---------------------------------------------------------------
+
+    def root_attrs(self) -> dict[str, Any]:
+        """The file's root attributes (format name and version)."""
+        return {k: plain(v) for k, v in self._h5.attrs.items()}
+
+    def metadata_attrs(self) -> dict[str, Any]:
+        """``/metadata`` attributes as plain Python values."""
+        return {k: plain(v) for k, v in self._h5[L.METADATA].attrs.items()}
+
+    def node_ids_with_metadata(self) -> list[str]:
+        """Nodes under ``/metadata/nodes``."""
+        return list(self._h5[L.METADATA][L.NODES].keys())
+
+    def node_attrs(self, node_id: str) -> dict[str, Any]:
+        """``/metadata/nodes/<node_id>`` attributes ({} if the node has none)."""
+        nodes = self._h5[L.METADATA][L.NODES]
+        if node_id not in nodes:
+            return {}
+        return {k: plain(v) for k, v in nodes[node_id].attrs.items()}
+
+    def populations(self, kind: str) -> list[str]:
+        """Stream group names under ``spikes``, ``membrane`` or ``weights`` (file order)."""
+        return list(self._h5[kind].keys()) if kind in self._h5 else []
+
+    def stream(self, kind: str, node_id: str, layer: str) -> StreamView:
+        """One stream; ``KeyError`` naming it if the session has no such stream."""
+        try:
+            group = self._h5[kind][L.population(node_id, layer)]
+        except KeyError:
+            raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
+        return StreamView(group, self._journal)
+
+    def streams(self, kind: str) -> Iterator[StreamView]:
+        """Every stream of a kind, one at a time."""
+        for pop in self.populations(kind):
+            node, layer = L.split_population(pop)
+            yield self.stream(kind, node, layer)
+
+    def storage_bytes(self, kind: str) -> int:
+        """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the file."""
+        total = 0
+
+        def visit(_name: str, obj: object) -> None:
+            nonlocal total
+            if isinstance(obj, h5py.Dataset):
+                total += obj.id.get_storage_size()
+
+        if kind in self._h5:
+            self._h5[kind].visititems(visit)
+        return total

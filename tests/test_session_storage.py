@@ -1,0 +1,216 @@
+"""Unit tests of the storage rooms: superblock, safe files, lock, tails, chunks, recovery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from analysis.reader import SessionReader
+from recorderd.session import layout as L
+from recorderd.session.appendable import Appendable
+from recorderd.session.chunks import Codec, shuffle
+from recorderd.session.controllog import ControlLog, read_records
+from recorderd.session.lock import SessionLock
+from recorderd.session.recovery import recover_if_idle
+from recorderd.session.safefs import (
+    UnsafePathError,
+    create_exclusive,
+    ensure_session_dir,
+    open_fd,
+    write_atomic,
+)
+from recorderd.session.superblock import clear_status_flags, status_flags
+
+KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from recorderd import wire as P
+from recorderd.core.recorder import Recorder
+from recorderd.daemon.settings import load_settings
+rec = Recorder(load_settings(None, session="s", recording_dir=Path(sys.argv[1])).core())
+rec.start()
+for seq in range(3000):
+    msg = P.encode(P.Kind.SPIKES, incarnation=1, seq=seq, step=seq, time_ms=float(seq),
+                   dt_ms=1.0, layer_size=100, data=np.arange(seq % 50, 100, 7, dtype=np.uint32))
+    rec.add("n0", "l", P.decode(msg, P.Kind.SPIKES))
+rec.flush()
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.fixture
+def killed_session(tmp_path: Path) -> Path:
+    """A session whose recorder was killed (-9) after a flush: flags set, journal present."""
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], timeout=120)
+    assert done.returncode == -9
+    return tmp_path / "s"
+
+
+# -- superblock ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("h5clear") is None, reason="h5clear (Debian hdf5-tools) absent")
+def test_clearing_the_flags_writes_what_h5clear_writes(
+    killed_session: Path, tmp_path: Path
+) -> None:
+    ours, theirs = tmp_path / "ours.h5", tmp_path / "theirs.h5"
+    shutil.copy(killed_session / L.DATA_FILE, ours)
+    shutil.copy(killed_session / L.DATA_FILE, theirs)
+    assert status_flags(ours) != 0
+    assert clear_status_flags(ours) != 0
+    subprocess.run(["h5clear", "-s", "--increment=0", str(theirs)], check=True, timeout=60)
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert clear_status_flags(ours) == 0  # nothing left to do: nothing written
+
+
+@pytest.mark.parametrize("libver", ["earliest", "v108"])
+def test_superblock_versions_other_than_2_and_3_are_refused(tmp_path: Path, libver: str) -> None:
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w", libver=(libver, libver if libver != "earliest" else "v108")):
+        pass
+    with open(path, "rb") as fh:
+        version = fh.read(9)[8]
+    assert version in (0, 1, 2)
+    if version in (2, 3):
+        assert clear_status_flags(path) == 0
+    else:
+        with pytest.raises(ValueError, match="only versions 2 and 3"):
+            clear_status_flags(path)
+
+
+def test_a_damaged_superblock_checksum_is_refused(killed_session: Path) -> None:
+    path = killed_session / L.DATA_FILE
+    with open(path, "r+b") as fh:
+        fh.seek(44)
+        byte = fh.read(1)
+        fh.seek(44)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match="checksum"):
+        clear_status_flags(path)
+
+
+# -- recovery and the reader's choice --------------------------------------------------
+
+
+def test_a_reader_may_read_a_crashed_session_without_changing_it(killed_session: Path) -> None:
+    before = (killed_session / L.DATA_FILE).read_bytes()
+    assert recover_if_idle(killed_session, may_recover=False) == "read-only"
+    with SessionReader(killed_session, recover=False) as r:
+        assert r.state == "read-only"
+        assert r.frames("n0", "l").seq.tolist() == list(range(3000))
+    assert (killed_session / L.DATA_FILE).read_bytes() == before
+    assert (killed_session / L.JOURNAL_FILE).exists()
+    with SessionReader(killed_session) as r:  # the default repairs it in place
+        assert r.state == "recovered"
+        assert r.frames("n0", "l").seq.tolist() == list(range(3000))
+    assert not (killed_session / L.JOURNAL_FILE).exists()
+    with h5py.File(killed_session / L.DATA_FILE, "r") as f:  # any HDF5 tool opens it now
+        assert f[f"spikes/{L.population('n0', 'l')}/frame_seq"].shape == (3000,)
+
+
+# -- files in the session folder -------------------------------------------------------
+
+
+def test_safe_files_never_follow_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("keep")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        open_fd(link, os.O_WRONLY)
+    write_atomic(link, b"new")  # replaces the link itself
+    assert target.read_text() == "keep" and link.read_bytes() == b"new" and not link.is_symlink()
+    tmp = tmp_path / "x.tmp"
+    tmp.symlink_to(target)
+    os.close(create_exclusive(tmp))
+    assert target.read_text() == "keep" and not tmp.is_symlink()
+    folder = tmp_path / "session"
+    folder.symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        ensure_session_dir(folder)
+
+
+def test_the_session_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    first = SessionLock.try_acquire(tmp_path)
+    assert first is not None and first.held
+    assert SessionLock.try_acquire(tmp_path) is None
+    first.release()
+    first.release()  # idempotent
+    second = SessionLock.try_acquire(tmp_path)
+    assert second is not None
+    assert (tmp_path / L.LOCK_FILE).read_text().strip() == str(os.getpid())
+    second.release()
+
+
+def test_control_log_skips_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / L.CONTROL_FILE
+    log = ControlLog(path)
+    for i in range(3):
+        log.write({"seq": i})
+    log.close()
+    with open(path, "a") as fh:
+        fh.write('{"seq": 3, "tor')
+    assert [r["seq"] for r in read_records(path)] == [0, 1, 2]
+    # The last 30 bytes start mid-line: that partial first line is skipped too.
+    assert [r["seq"] for r in read_records(path, tail_bytes=30)] == [2]
+
+
+# -- tails and chunks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", None])
+def test_tails_hold_less_than_a_chunk_and_close_writes_every_row(
+    tmp_path: Path, compression: str | None
+) -> None:
+    opts = {"compression": compression, "shuffle": compression is not None}
+    with h5py.File(tmp_path / "t.h5", "w", libver=("v110", "v114")) as f:
+        ds = f.create_dataset("d", (0,), maxshape=(None,), dtype="<f8", chunks=(100,), **opts)
+        a = Appendable.load(ds)
+        assert a.codec == (Codec.of(ds) if compression != "lzf" else None)
+        rows = np.arange(1234, dtype="<f8") * 0.5
+        for part in np.array_split(rows, 17):
+            a.push(part)
+            if a.full:
+                a.write_whole_chunks(ds)
+            assert a.rows < a.chunk_rows and ds.shape[0] % 100 == 0
+        assert a.entry() is not None and a.entry() is None  # nothing new since
+        a.write_all(f)
+        assert ds.shape == (1234,) and np.array_equal(ds[()], rows)
+
+
+def test_our_chunks_are_what_hdf5_stores(tmp_path: Path) -> None:
+    data = (np.arange(4096, dtype="<u4") * 2654435761) % 100_000
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        ds = f.create_dataset(
+            "d", data=data, chunks=(4096,), compression="gzip", compression_opts=4, shuffle=True
+        )
+        mask, stored = ds.id.read_direct_chunk((0,))
+        codec = Codec.of(ds)
+    assert mask == 0
+    assert codec == Codec(4, True)
+    assert zlib.decompress(stored) == shuffle(data)
+    assert zlib.decompress(codec.encode(data, 4096)) == zlib.decompress(stored)
+    # A padded, partly filled chunk written directly reads back as its rows.
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        ds = f.create_dataset(
+            "d",
+            (0,),
+            maxshape=(None,),
+            dtype="<u4",
+            chunks=(4096,),
+            compression="gzip",
+            shuffle=True,
+        )
+        ds.resize((10,))
+        ds.id.write_direct_chunk((0,), codec.encode(data[:10], 4096, level=1))
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        assert f["d"][()].tolist() == data[:10].tolist()
