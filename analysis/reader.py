@@ -28,7 +28,11 @@ from recorderd.session.reader import (
     StreamView,
 )
 from recorderd.session.recovery import SessionState
+from recorderd.session.schema import group_of
+from recorderd.wire import Kind
 
+#: A stream kind: a :class:`recorderd.wire.Kind` or its group name (``"spikes"``, ...).
+StreamKind = Kind | str
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's chunks of every format version (40 MiB for times, ids and steps together).
 DEFAULT_CHUNK_ROWS: Final = 1 << 21
@@ -177,8 +181,9 @@ class SessionReader(ClosesOnExit):
         """Per-node metadata: module type, dt, incarnations."""
         return self._file.node_attrs(node_id)
 
-    def layers(self, node_id: str, kind: str = L.SPIKES) -> list[str]:
+    def layers(self, node_id: str, kind: StreamKind = L.SPIKES) -> list[str]:
         """Layer (or weight) names of a node under ``spikes``, ``membrane`` or ``weights``."""
+        kind = group_of(kind)
         out = []
         for pop in self._file.populations(kind):
             node, layer = L.split_population(pop)
@@ -186,26 +191,27 @@ class SessionReader(ClosesOnExit):
                 out.append(layer)
         return sorted(out)
 
-    def stream_attrs(self, node_id: str, layer: str, kind: str = L.SPIKES) -> dict[str, Any]:
+    def stream_attrs(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> dict[str, Any]:
         """Attributes of a stream group (layer size, dt, subsample rate, ...)."""
         return dict(self._stream(kind, node_id, layer).attrs)
 
-    def layer_size(self, node_id: str, layer: str, kind: str = L.SPIKES) -> int:
+    def layer_size(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> int:
         """Neurons in the layer (weights: matrix rows)."""
         return int(np.atleast_1d(self.stream_attrs(node_id, layer, kind)[L.ATTR_LAYER_SIZE])[0])
 
-    def dt_ms(self, node_id: str, layer: str, kind: str = L.SPIKES) -> float:
+    def dt_ms(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> float:
         """Step length of the stream's first message (ms)."""
         return float(self.stream_attrs(node_id, layer, kind).get(L.ATTR_DT_MS, 1.0))
 
     def recorded_neurons(
-        self, node_id: str, layer: str, kind: str = L.SPIKES
+        self, node_id: str, layer: str, kind: StreamKind = L.SPIKES
     ) -> npt.NDArray[np.uint32]:
         """Indices of the neurons that were recorded (after subsampling).
 
         A stream without a ``recorded_neurons`` dataset (format 3) records every neuron of
         its layer; weights record no neuron list.
         """
+        kind = group_of(kind)
         stream = self._stream(kind, node_id, layer)
         if L.RECORDED_NEURONS in stream:
             return np.asarray(stream.dataset(L.RECORDED_NEURONS).read_all(), dtype=np.uint32)
@@ -213,8 +219,9 @@ class SessionReader(ClosesOnExit):
             return np.zeros(0, dtype=np.uint32)
         return np.arange(self.recorded_count(node_id, layer, kind), dtype=np.uint32)
 
-    def recorded_count(self, node_id: str, layer: str, kind: str = L.SPIKES) -> int:
+    def recorded_count(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> int:
         """How many neurons were recorded, without reading their list."""
+        kind = group_of(kind)
         stream = self._stream(kind, node_id, layer)
         if L.RECORDED_NEURONS in stream:
             return stream.dataset(L.RECORDED_NEURONS).rows
@@ -222,19 +229,20 @@ class SessionReader(ClosesOnExit):
             return 0
         return self.layer_size(node_id, layer, kind)
 
-    def storage_bytes(self, kind: str = L.SPIKES) -> int:
+    def storage_bytes(self, kind: StreamKind = L.SPIKES) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the file."""
+        kind = group_of(kind)
         return self._file.storage_bytes(kind)
 
     # -- rows ------------------------------------------------------------------------
 
-    def row_count(self, kind: str, node_id: str, layer: str, dataset: str) -> int:
+    def row_count(self, kind: StreamKind, node_id: str, layer: str, dataset: str) -> int:
         """Committed rows of one dataset of a stream (e.g. ``timestamps``, ``data``)."""
         return self._stream(kind, node_id, layer).dataset(dataset).rows
 
     def read_rows(
         self,
-        kind: str,
+        kind: StreamKind,
         node_id: str,
         layer: str,
         dataset: str,
@@ -326,12 +334,13 @@ class SessionReader(ClosesOnExit):
         names = {v: k for k, v in L.SORTING_ENUM.items()}
         return names.get(int(value), "none") if value is not None else "none"
 
-    def runs(self, node_id: str, layer: str, kind: str = L.SPIKES) -> list[Run]:
+    def runs(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> list[Run]:
         """The recorded span of each node incarnation of a stream (:func:`runs_of`)."""
         return runs_of(self.frames(node_id, layer, kind), self.dt_ms(node_id, layer, kind))
 
-    def frames(self, node_id: str, layer: str, kind: str = L.SPIKES) -> Frames:
+    def frames(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> Frames:
         """The per-message index of a stream (rows that are complete in every dataset)."""
+        kind = group_of(kind)
         g = self._stream(kind, node_id, layer)
         data_rows = _spike_extent(g)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
         if kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] == (0,):
@@ -420,8 +429,8 @@ class SessionReader(ClosesOnExit):
         """The session's ``format_version``."""
         return self._version
 
-    def _stream(self, kind: str, node_id: str, layer: str) -> StreamView:
-        return self._file.stream(kind, node_id, layer)
+    def _stream(self, kind: StreamKind, node_id: str, layer: str) -> StreamView:
+        return self._file.stream(group_of(kind), node_id, layer)
 
 
 _FRAME_NAMES: Final = (

@@ -59,7 +59,7 @@ def generate(session: Path, spikes: int, populations: int, unsorted: int, compre
         for p in range(populations):
             node, layer = f"bench-{p // 2}", f"l{p % 2}"
             w.note_node(node, module_type="bench", dt_ms=1.0, incarnation=1)
-            h = w.open_stream(
+            h = w.streams.open(
                 Kind.SPIKES,
                 node,
                 layer,
@@ -86,7 +86,7 @@ def generate(session: Path, spikes: int, populations: int, unsorted: int, compre
                 ids = (np.tile(base, msgs.size) + rng.integers(0, band, steps.size)).astype(
                     np.uint32
                 )
-                w.append_spikes(h, steps, steps.astype(np.float64), ids, frames)
+                w.streams.append_spikes(h, steps, steps.astype(np.float64), ids, frames)
                 total += steps.size
     return total
 

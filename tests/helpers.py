@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -11,6 +12,31 @@ from recorderd import wire as P
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def spike_message(
+    seq: int, ids: Any, *, incarnation: int = 1, layer_size: int = 100, step: int | None = None
+) -> bytes:
+    """A spikes payload at step ``seq`` (unless ``step`` is given), dt 1 ms."""
+    step = seq if step is None else step
+    return P.encode(
+        P.Kind.SPIKES,
+        incarnation=incarnation,
+        seq=seq,
+        step=step,
+        time_ms=float(step),
+        dt_ms=1.0,
+        layer_size=layer_size,
+        data=np.asarray(ids, dtype=np.uint32),
+    )
 
 
 def feed(settings: RecorderSettings, messages: list[tuple[str, bytes | None]]) -> Recorder:

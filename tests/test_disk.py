@@ -16,7 +16,7 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd.session import layout as L
 from recorderd.session.superblock import status_flags
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import brain_node, recorderd, stop
 
 

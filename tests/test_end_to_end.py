@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import brain_node, recorderd, statistics, stop, wait_for
 
 NODES = [("pfc-0", "pfc", 11), ("visual-0", "visual", 12), ("lang-main-0", "lang-main", 13)]

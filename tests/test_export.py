@@ -136,7 +136,7 @@ def test_sonata_file_layout(session: Path, tmp_path: Path) -> None:
 def _writer_session(path: Path, batches: list[npt.NDArray[np.float64]]) -> None:
     """A one-population session written batch by batch (times may go back)."""
     with SessionWriter(path, session="merge", compression="lzf") as w:
-        h = w.open_stream(
+        h = w.streams.open(
             Kind.SPIKES,
             "n-0",
             "l",
@@ -155,7 +155,7 @@ def _writer_session(path: Path, batches: list[npt.NDArray[np.float64]]) -> None:
                 one,
                 np.array([times.size], np.uint32),
             )
-            w.append_spikes(h, times.astype(np.int64), times, ids, frames)
+            w.streams.append_spikes(h, times.astype(np.int64), times, ids, frames)
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 100, 1 << 20])

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from recorderd.daemon.bus import Bus, make_config, subscription_keys
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import brain_node, wait_for
 
 

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from analysis.reader import SessionReader
 from recorderd import wire as P
 from recorderd.daemon.bus import make_config
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import recorderd, statistics, stop, wait_for
 
 PREFIX = "brain"

@@ -10,7 +10,7 @@ import numpy as np
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
 from recorderd.session import layout as L
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import brain_node, process_ended, recorderd, stop, wait_for
 
 

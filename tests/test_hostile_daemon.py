@@ -26,8 +26,7 @@ from analysis.reader import SessionReader
 from recorderd import wire as P
 from recorderd.daemon.bus import make_config
 from recorderd.session import layout as L
-from tests.conftest import free_port
-from tests.helpers import data_message
+from tests.helpers import data_message, free_port
 from tests.processes import recorderd, statistics, stop, wait_for
 
 SPIKES = P.Kind.SPIKES

@@ -16,9 +16,8 @@ from recorderd.core.recorder import Recorder
 from recorderd.daemon.pipeline import BATCH_MESSAGES, Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
-from recorderd.session.writer import SessionBusyError
-from tests.conftest import spike_message
-from tests.helpers import feed
+from recorderd.session.errors import SessionBusyError
+from tests.helpers import feed, spike_message
 
 MakeSettings = Callable[..., RecorderSettings]
 KEY = "brain/pfc-0/spikes/output"

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.processes import brain_node, recorderd, statistics, stop, wait_for
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

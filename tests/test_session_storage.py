@@ -28,6 +28,7 @@ from recorderd.session.safefs import (
     write_atomic,
 )
 from recorderd.session.superblock import clear_status_flags, status_flags
+from recorderd.wire import Kind
 
 KILLED_WRITER = """
 import os, sys
@@ -112,6 +113,11 @@ def test_a_reader_may_read_a_crashed_session_without_changing_it(killed_session:
     with SessionReader(killed_session) as r:  # the default repairs it in place
         assert r.state == "recovered"
         assert r.frames("n0", "l").seq.tolist() == list(range(3000))
+        # A stream kind is the wire's Kind or its group name, alike.
+        assert r.layers("n0", Kind.SPIKES) == r.layers("n0", "spikes") == ["l"]
+        assert r.row_count(Kind.SPIKES, "n0", "l", L.FRAME_SEQ) == 3000
+        with pytest.raises(ValueError, match="unknown stream kind"):
+            r.layers("n0", "spike")
     assert not (killed_session / L.JOURNAL_FILE).exists()
     with h5py.File(killed_session / L.DATA_FILE, "r") as f:  # any HDF5 tool opens it now
         assert f[f"spikes/{L.population('n0', 'l')}/frame_seq"].shape == (3000,)

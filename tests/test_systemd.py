@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "recorderd@.service"
 needs_systemd = pytest.mark.skipif(

@@ -29,8 +29,10 @@ from recorderd.core.settings import CoreSettings
 from recorderd.core.stats import Statistics, StreamStats
 from recorderd.core.subsample import RULE, select_neurons
 from recorderd.session import layout as L
+from recorderd.session.errors import ShapeChangedError
 from recorderd.session.frames import Frames
-from recorderd.session.writer import SessionWriter, ShapeChangedError, StreamHandle
+from recorderd.session.streams import StreamHandle
+from recorderd.session.writer import SessionWriter
 from recorderd.wire import ControlState, DataMessage, Kind, Reason, StreamKey
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ class _Stream:
         if recorded is None or self.kind is Kind.WEIGHTS:
             return data
         if self.kind is Kind.MEMBRANE:
-            return data[recorded]
+            row: npt.NDArray[Any] = data[recorded]
+            return row
         if not data.size or not recorded.size:
             return data[:0]
         # Spike indices kept if they are recorded neurons: memory follows the subset.
@@ -370,7 +373,7 @@ class Recorder:
         if not self._admit(key, node_id):
             return None
         try:
-            handle = self.writer.open_stream(
+            handle = self.writer.streams.open(
                 h.kind,
                 node_id,
                 name,
@@ -428,10 +431,10 @@ class Recorder:
             ids = np.concatenate(stream.data).astype(np.uint32, copy=False)
             steps = np.repeat(frames.steps, frames.count)
             times = np.repeat(frames.times_ms, frames.count)
-            self.writer.append_spikes(stream.handle, steps, times, ids, frames)
+            self.writer.streams.append_spikes(stream.handle, steps, times, ids, frames)
             stream.stats.spikes_written += int(ids.size)
         else:
-            self.writer.append_rows(stream.handle, np.stack(stream.data), frames)
+            self.writer.streams.append_rows(stream.handle, np.stack(stream.data), frames)
         stream.stats.written += len(stream.frames)
         self._buffered -= stream.buffered_bytes
         stream.data.clear()

@@ -14,16 +14,13 @@ import typer
 from recorderd.daemon.lifecycle import Daemon, ExitCode
 from recorderd.daemon.loops import run
 from recorderd.daemon.settings import SettingsError, load_settings
+from recorderd.session.schema import COMPRESSIONS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-class CompressionChoice(StrEnum):
-    """HDF5 compression filters."""
-
-    gzip = "gzip"
-    lzf = "lzf"
-    none = "none"
+#: The compression choices as the CLI lists them (defined once, in the session schema).
+CompressionChoice = StrEnum("CompressionChoice", {c: c for c in COMPRESSIONS})  # type: ignore[misc]
 
 
 def _configure_logging(level: str) -> None:

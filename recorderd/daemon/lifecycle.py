@@ -17,7 +17,7 @@ from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
-from recorderd.session.writer import SessionBusyError, WriterError
+from recorderd.session.errors import SessionBusyError, WriterError
 from recorderd.wire import status_key
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Final
 
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.intake import Intake
-from recorderd.session.writer import WriteAborted
+from recorderd.session.errors import WriteAborted
 from recorderd.wire import (
     SEQUENCED_REASONS,
     ProtocolError,

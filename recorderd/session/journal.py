@@ -40,7 +40,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from recorderd.session.safefs import create_exclusive, fsync_path, open_fd, read_bytes, write_all
+from recorderd.session.safefs import fsync_path, open_fd, read_bytes, write_all, write_atomic
 
 MAGIC: Final = b"RDJOURNAL\0\0\0"
 VERSION: Final = 1
@@ -132,15 +132,7 @@ class Journal:
     def create(cls, path: Path, snapshot: list[Entry], *, fsync: bool = True) -> Journal:
         """Atomically replace ``path`` by a journal holding ``snapshot``; open it to append."""
         data = _HEADER.pack(MAGIC, VERSION) + _encode(0, True, snapshot)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = create_exclusive(tmp)
-        try:
-            write_all(fd, data)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, data, fsync=fsync)
         if fsync:
             fsync_path(path.parent)
         fd = open_fd(path, os.O_WRONLY | os.O_APPEND)

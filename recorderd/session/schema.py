@@ -34,6 +34,15 @@ COMPRESSIONS: Final[tuple[Compression, ...]] = ("gzip", "lzf", "none")
 TOP_GROUPS: Final = {Kind.SPIKES: L.SPIKES, Kind.MEMBRANE: L.MEMBRANE, Kind.WEIGHTS: L.WEIGHTS}
 
 
+def group_of(kind: Kind | str) -> str:
+    """The top-level group of a stream kind, given as a :class:`Kind` or as its group name."""
+    if isinstance(kind, Kind):
+        return TOP_GROUPS[kind]
+    if kind in TOP_GROUPS.values():
+        return kind
+    raise ValueError(f"unknown stream kind {kind!r}: one of {sorted(TOP_GROUPS.values())}")
+
+
 def filters(compression: Compression, level: int) -> dict[str, Any]:
     """h5py ``create_dataset`` keywords of a compression choice (shuffle with gzip and lzf)."""
     if compression == "gzip":

@@ -25,20 +25,16 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 import h5py
-import numpy as np
-import numpy.typing as npt
 
 from recorderd.session import layout as L
-from recorderd.session.appendable import Appendable
 from recorderd.session.chunks import Codec
 from recorderd.session.controllog import ControlLog, read_records
-from recorderd.session.frames import Frames
+from recorderd.session.errors import SessionBusyError, WriteAborted, WriterError
 from recorderd.session.journal import JournalError
 from recorderd.session.lock import SessionLock
 from recorderd.session.nodes import NodeMetadata
@@ -53,23 +49,16 @@ from recorderd.session.safefs import (
 from recorderd.session.schema import (
     LIBVER,
     Compression,
-    StreamSpec,
-    appendable_paths,
     create_session_file,
     create_stream,
     filters,
-    is_sorted_by_time,
-    series_of,
     set_sorting,
-    stored_recorded,
-    stored_shape,
-    stream_path,
     utc_now,
 )
 from recorderd.session.statsfile import StatisticsFile
+from recorderd.session.streams import Streams
 from recorderd.session.superblock import clear_status_flags
 from recorderd.session.tails import Tails
-from recorderd.wire import Kind
 
 log = logging.getLogger(__name__)
 
@@ -77,50 +66,6 @@ log = logging.getLogger(__name__)
 LOCK_POLL_S: Final = 0.2
 #: New streams created per non-SWMR window: bounds how long one window lasts.
 STREAMS_PER_WINDOW: Final = 64
-
-
-class WriterError(Exception):
-    """Base error of the session writer."""
-
-
-class SessionBusyError(WriterError):
-    """Another process already writes this session."""
-
-    def __init__(self, session_dir: Path) -> None:
-        super().__init__(f"session {session_dir} is being written by another process")
-
-
-class ShapeChangedError(WriterError):
-    """A stream's layer size or matrix shape differs from what the file holds."""
-
-    def __init__(self, stream: str, old: tuple[int, ...], new: tuple[int, ...]) -> None:
-        super().__init__(f"stream {stream}: shape {new} differs from recorded {old}")
-
-
-class WriteAborted(WriterError):
-    """Closing was cut short at a safe point: the session is left as a crash leaves it."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "closing was cut short: the session is left as after a crash (journal intact); "
-            "the next recorderd or reader recovers it up to the last flush"
-        )
-
-
-@dataclass
-class StreamHandle:
-    """An open stream and what the writer needs to append to it."""
-
-    kind: Kind
-    path: str  # the group's HDF5 path
-    #: Sorted recorded neurons of a subsampled layer; None: every neuron (or weights).
-    recorded_neurons: npt.NDArray[np.uint32] | None
-    shape: tuple[int, ...]  # (layer_size,) or (rows, cols) for weights
-    arrays: dict[str, Appendable]  # dataset name -> its appendable
-    last_time: float = -np.inf  # for the SONATA "sorting" attribute of spike populations
-    #: (incarnation, seq) of the stream's last recorded message, from an earlier run.
-    last_frame: tuple[int, int] | None = None
-    sorted_by_time: bool = True
 
 
 class SessionWriter:
@@ -140,7 +85,6 @@ class SessionWriter:
         self.session_dir = session_dir
         self.session = session
         self._filters = filters(compression, compression_level)
-        self._codec = Codec.from_filters(self._filters)
         self._config_json = json.dumps(recorder_config or {}, default=str, sort_keys=True)
         #: The seed in force: a reopened session keeps the seed it was created with.
         self.subsample_seed = subsample_seed
@@ -150,9 +94,9 @@ class SessionWriter:
         self._h5: h5py.File | None = None
         self._swmr = False
         self._tails = Tails()
-        self._pending_streams: list[tuple[StreamSpec, list[Appendable]]] = []
         self._nodes = NodeMetadata()
-        self._pending_sorting: dict[str, str] = {}
+        #: Opening streams and appending to them.
+        self.streams = Streams(self._tails, lambda: self._file, Codec.from_filters(self._filters))
         self._statistics = StatisticsFile(session_dir)
         self._control: ControlLog | None = None
         self._lock: SessionLock | None = None
@@ -339,7 +283,7 @@ class SessionWriter:
         due (a large one is rewritten every :data:`STATISTICS_PERIOD_S`).
         """
         self._create_pending()
-        if self._nodes.pending or self._pending_sorting:
+        if self._nodes.pending or self.streams.pending_sorting:
             with self._structure() as root:
                 self._apply_pending(root)
         root = self._file
@@ -356,72 +300,6 @@ class SessionWriter:
     def tail_bytes(self) -> int:
         """Bytes held back from unfinished chunks: what closing still has to write."""
         return self._tails.bytes
-
-    # -- streams ---------------------------------------------------------------------
-
-    def open_stream(
-        self,
-        kind: Kind,
-        node_id: str,
-        name: str,
-        *,
-        shape: tuple[int, ...],
-        dt_ms: float,
-        subsample_rate: float,
-        select: Callable[[], npt.NDArray[np.uint32]],
-    ) -> StreamHandle:
-        """Open a stream, creating it on first use; ``select`` picks a subsampled layer's neurons.
-
-        A new stream's group and datasets are created in the file at the next flush;
-        until then its rows wait in memory.
-        """
-        path = stream_path(kind, node_id, name)
-        stream = f"{node_id}/{kind.key_word}/{name}"
-        top, pop = path[1:].split("/")
-        if pop in self._file[top]:
-            return self._reopen_stream(kind, stream, path, shape)
-        recorded = None
-        if kind is not Kind.WEIGHTS and subsample_rate < 1.0:
-            recorded = select()
-            if recorded.size == shape[0]:
-                recorded = None  # every neuron after all: no list
-        spec = StreamSpec(kind, node_id, name, shape, dt_ms, subsample_rate, recorded)
-        arrays = {
-            s.name: Appendable(
-                f"{path}/{s.name}",
-                s.chunk_rows,
-                s.dtype,
-                s.row_shape,
-                0,
-                created=False,
-                codec=self._codec if s.whole_rows else None,
-            )
-            for s in series_of(spec)
-        }
-        self._tails.add(arrays.values())
-        self._pending_streams.append((spec, list(arrays.values())))
-        return StreamHandle(kind, path, recorded, shape, arrays)
-
-    def _reopen_stream(
-        self, kind: Kind, stream: str, path: str, shape: tuple[int, ...]
-    ) -> StreamHandle:
-        group = self._file[path]
-        old = stored_shape(group)
-        if old != shape:
-            raise ShapeChangedError(stream, old, shape)
-        arrays = {
-            p.rsplit("/", 1)[1]: a for p in appendable_paths(group) if (a := self._tails.get(p))
-        }
-        handle = StreamHandle(kind, path, stored_recorded(group, kind), shape, arrays)
-        if kind is Kind.SPIKES:
-            last = self._last(arrays.get(L.TIMESTAMPS))
-            handle.last_time = -np.inf if last is None else float(last)
-            handle.sorted_by_time = is_sorted_by_time(group)
-        seq = self._last(arrays.get(L.FRAME_SEQ))
-        inc = self._last(arrays.get(L.FRAME_INCARNATION))
-        if seq is not None and inc is not None:
-            handle.last_frame = (int(inc), int(seq))
-        return handle
 
     def note_node(
         self,
@@ -442,36 +320,6 @@ class SessionWriter:
             self._file, node_id, module_type=module_type, incarnation=incarnation, dt_ms=dt_ms
         )
 
-    # -- appends ---------------------------------------------------------------------
-
-    def append_spikes(
-        self,
-        handle: StreamHandle,
-        steps: npt.NDArray[np.int64],
-        times: npt.NDArray[np.float64],
-        ids: npt.NDArray[np.uint32],
-        frames: Frames,
-    ) -> None:
-        """Append flat (step, time, neuron id) spike rows and their message index rows."""
-        if times.size:
-            unsorted = times[0] < handle.last_time or bool(np.any(np.diff(times) < 0))
-            if unsorted and handle.sorted_by_time:
-                handle.sorted_by_time = False
-                self._pending_sorting[handle.path] = "none"
-            handle.last_time = float(times[-1])
-            self._push(handle.arrays[L.TIMESTAMPS], times)
-            self._push(handle.arrays[L.NODE_IDS], ids)
-            self._push(handle.arrays[L.STEPS], steps)
-        self._append_frames(handle, frames)
-
-    def append_rows(
-        self, handle: StreamHandle, data: npt.NDArray[np.float32], frames: Frames
-    ) -> None:
-        """Append membrane rows (frames x recorded neurons) or weight snapshots."""
-        if L.DATA in handle.arrays:  # absent when no neuron is recorded
-            self._push(handle.arrays[L.DATA], data)
-        self._append_frames(handle, frames)
-
     def write_control(self, record: dict[str, Any]) -> None:
         """Append one record to ``control_states.jsonl``."""
         if self._control is None:
@@ -485,22 +333,6 @@ class SessionWriter:
         if self._h5 is None:
             raise WriterError("writer not started or already finished")
         return self._h5
-
-    def _push(self, a: Appendable, rows: npt.NDArray[Any]) -> None:
-        self._tails.push(a, rows, self._file)
-
-    def _append_frames(self, handle: StreamHandle, frames: Frames) -> None:
-        arrays = handle.arrays
-        self._push(arrays[L.FRAME_STEP], frames.steps)
-        self._push(arrays[L.FRAME_TIME], frames.times_ms)
-        self._push(arrays[L.FRAME_SEQ], frames.seq)
-        self._push(arrays[L.FRAME_INCARNATION], frames.incarnation)
-        self._push(arrays[L.FRAME_COUNT], frames.count)
-
-    def _last(self, a: Appendable | None) -> Any:
-        if a is None:
-            return None
-        return a.last(self._file[a.path] if a.main else None)
 
     def _reopen(self, *, swmr: bool) -> None:
         """Close and reopen the file: the only way out of SWMR mode."""
@@ -527,10 +359,11 @@ class SessionWriter:
 
     def _create_pending(self) -> None:
         """Create new streams, at most :data:`STREAMS_PER_WINDOW` per window."""
-        while self._pending_streams:
+        pending = self.streams.pending
+        while pending:
             self.checkpoint()
-            batch = self._pending_streams[:STREAMS_PER_WINDOW]
-            del self._pending_streams[:STREAMS_PER_WINDOW]
+            batch = pending[:STREAMS_PER_WINDOW]
+            del pending[:STREAMS_PER_WINDOW]
             with self._structure() as root:
                 for spec, _ in batch:
                     create_stream(root, spec, self._filters)
@@ -541,10 +374,9 @@ class SessionWriter:
     def _apply_pending(self, root: h5py.File) -> None:
         """Write pending node attributes and sorting changes (inside a window)."""
         self._nodes.apply(root)
-        for path, value in self._pending_sorting.items():
-            if path in root:
-                set_sorting(root[path], value)
-        self._pending_sorting = {p: v for p, v in self._pending_sorting.items() if p not in root}
+        sorting = self.streams.pending_sorting
+        for path in [p for p in sorting if p in root]:
+            set_sorting(root[path], sorting.pop(path))
 
     def _unlock(self) -> None:
         if self._lock is not None:
