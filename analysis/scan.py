@@ -3,33 +3,45 @@
 The out-of-core half of :class:`analysis.analyzer.SimulationAnalyzer`. A population is
 read in slices of ``chunk_rows`` rows (:meth:`SessionReader.iter_spike_chunks`) whose
 results are accumulated: spike counts with ``np.bincount``, per-neuron ISI moments
-merged chunk by chunk, histograms summed. Memory is bounded by the slice size and the
-number of recorded neurons, never by the number of spikes.
+merged chunk by chunk (:mod:`analysis.isi`), histograms summed, rasters collected
+(:mod:`analysis.raster`). Memory is bounded by the slice size and the number of
+recorded neurons, never by the number of spikes. Weight matrices are read in row blocks
+(:mod:`analysis.weights`); their functions are also importable from here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from analysis import statistics as S
+from analysis.isi import ISI_EDGES_MS, IsiAccumulator
+from analysis.raster import DENSITY_THRESHOLD, DENSITY_TIME_BINS, RasterAccumulator, RasterData
 from analysis.reader import DEFAULT_CHUNK_ROWS, Run, SessionReader, runs_of, span_of
+from analysis.weights import weight_image, weight_norms
 from recorderd.session import layout as L
+
+__all__ = [
+    "DENSITY_THRESHOLD",
+    "DENSITY_TIME_BINS",
+    "ISI_EDGES_MS",
+    "ControlSpan",
+    "PopulationInfo",
+    "PopulationScan",
+    "RasterData",
+    "auto_bin_ms",
+    "population_info",
+    "scan_population",
+    "weight_image",
+    "weight_norms",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 UIntArray = npt.NDArray[np.uint32]
-
-#: Above this many spikes in view a raster is drawn as a 2-D density image.
-DENSITY_THRESHOLD: Final = 200_000
-#: Time bins of a density raster (at most; fewer for short recordings).
-DENSITY_TIME_BINS: Final = 1000
-#: Default ISI histogram: 1 ms bins up to 200 ms (longer intervals are counted apart).
-ISI_EDGES_MS: Final = np.arange(0.0, 201.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -65,28 +77,6 @@ class PopulationInfo:
         its own dt (a restarted node may use another step length).
         """
         return sum(r.duration_ms for r in self.runs)
-
-
-@dataclass
-class RasterData:
-    """What a raster shows: points, or a density image once there are too many."""
-
-    neurons: UIntArray
-    """Displayed neurons; row ``i`` of the raster is ``neurons[i]``."""
-    t_start_ms: float
-    t_stop_ms: float
-    times_ms: FloatArray | None = None
-    rows: IntArray | None = None
-    density: IntArray | None = None
-    """Spike counts, shape ``(row bins, time bins)``, when drawn as an image."""
-    t_edges: FloatArray | None = None
-    row_edges: FloatArray | None = None
-    n_spikes: int = 0
-
-    @property
-    def is_density(self) -> bool:
-        """True when the raster is a density image rather than points."""
-        return self.density is not None
 
 
 @dataclass
@@ -177,107 +167,6 @@ class ControlSpan:
     active_task: str | None
 
 
-@dataclass
-class _IsiAccumulator:
-    """Per-neuron ISI count, mean and M2, merged chunk by chunk (Chan et al.)."""
-
-    k: int
-    edges: FloatArray | None
-    last: FloatArray = field(init=False)
-    n: IntArray = field(init=False)
-    mean: FloatArray = field(init=False)
-    m2: FloatArray = field(init=False)
-    hist: IntArray | None = field(init=False)
-    overflow: int = 0
-
-    def __post_init__(self) -> None:
-        self.last = np.full(self.k, np.nan)
-        self.n = np.zeros(self.k, np.int64)
-        self.mean = np.zeros(self.k)
-        self.m2 = np.zeros(self.k)
-        self.hist = None if self.edges is None else np.zeros(self.edges.size - 1, np.int64)
-
-    def update(self, rank: IntArray, times: FloatArray) -> None:
-        """Add a chunk's spikes (rank = position in the recorded neurons)."""
-        if rank.size == 0:
-            return
-        order = np.argsort(rank, kind="stable")  # keeps recording order within a neuron
-        r, t = rank[order], times[order]
-        first = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
-        last = np.r_[first[1:] - 1, r.size - 1]
-        same = r[1:] == r[:-1]
-        prev = self.last[r[first]]
-        seen = ~np.isnan(prev)
-        d = np.concatenate([np.diff(t)[same], t[first][seen] - prev[seen]])
-        owner = np.concatenate([r[1:][same], r[first][seen]])
-        self.last[r[last]] = t[last]
-        ok = d >= 0  # a time going back is a node restart, not an interval
-        d, owner = d[ok], owner[ok]
-        nb = np.bincount(owner, minlength=self.k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mb = np.bincount(owner, weights=d, minlength=self.k) / nb
-        mb[nb == 0] = 0.0
-        m2b = np.bincount(owner, weights=(d - mb[owner]) ** 2, minlength=self.k)
-        total = self.n + nb
-        delta = mb - self.mean
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.mean = np.where(total > 0, self.mean + delta * nb / total, 0.0)
-            self.m2 = self.m2 + m2b + np.where(total > 0, delta**2 * self.n * nb / total, 0.0)
-        self.n = total
-        if self.edges is not None and self.hist is not None:
-            self.hist += np.histogram(d, self.edges)[0]
-            self.overflow += int(np.count_nonzero(d >= self.edges[-1]))
-
-
-class _RasterAccumulator:
-    """Collects displayed spikes as points, switching to a density image past a threshold."""
-
-    def __init__(self, info: PopulationInfo, max_neurons: int, threshold: int) -> None:
-        rec = info.neurons
-        if rec.size > max_neurons:  # evenly spread over the layer, not just its start
-            idx = np.unique(np.linspace(0, rec.size - 1, max(1, max_neurons)).round())
-            rec = rec[idx.astype(np.int64)]
-        t0 = info.t_start_ms or 0.0
-        t1 = info.t_stop_ms if info.t_stop_ms is not None else t0 + 1.0
-        self.data = RasterData(neurons=rec, t_start_ms=t0, t_stop_ms=t1)
-        self.threshold = threshold
-        n_steps = round((t1 - t0) / info.dt_ms) if info.dt_ms > 0 else 1
-        self._t_edges = np.linspace(t0, t1, max(1, min(DENSITY_TIME_BINS, n_steps)) + 1)
-        self._row_edges = np.linspace(-0.5, rec.size - 0.5, min(rec.size, 1000) + 1)
-        self._times: list[FloatArray] = []
-        self._rows: list[IntArray] = []
-
-    def update(self, ids: UIntArray, times: FloatArray) -> None:
-        """Add a chunk's spikes; only displayed neurons are kept."""
-        rec = self.data.neurons
-        if rec.size == 0 or ids.size == 0:
-            return
-        rank, hit = S.neuron_ranks(rec, ids)
-        rows, t = rank[hit], times[hit]
-        self.data.n_spikes += int(rows.size)
-        if self.data.density is None and self.data.n_spikes <= self.threshold:
-            self._times.append(t)
-            self._rows.append(rows)
-            return
-        if self.data.density is None:  # past the threshold: points so far go into the image
-            self.data.t_edges, self.data.row_edges = self._t_edges, self._row_edges
-            self.data.density = np.zeros(
-                (self._row_edges.size - 1, self._t_edges.size - 1), np.int64
-            )
-            rows = np.concatenate([*self._rows, rows])
-            t = np.concatenate([*self._times, t])
-            self._times, self._rows = [], []
-        h, _, _ = np.histogram2d(rows, t, bins=[self._row_edges, self._t_edges])
-        self.data.density += h.astype(np.int64)
-
-    def result(self) -> RasterData:
-        """The raster: points if at most ``threshold`` spikes were seen, else the image."""
-        if self.data.density is None:
-            self.data.times_ms = np.concatenate(self._times) if self._times else np.zeros(0)
-            self.data.rows = np.concatenate(self._rows) if self._rows else np.zeros(0, np.int64)
-        return self.data
-
-
 def population_info(reader: SessionReader, node_id: str, layer: str) -> PopulationInfo:
     """Attributes and frame index of a spike population; no spike is read."""
     attrs = reader.stream_attrs(node_id, layer)
@@ -332,10 +221,10 @@ def scan_population(
     k = neurons.size
     counts = np.zeros(k, np.int64)
     edges = None if isi_edges_ms is None else np.asarray(isi_edges_ms, dtype=np.float64)
-    isi = _IsiAccumulator(k, edges)
+    isi = IsiAccumulator(k, edges)
     raster = None
     if raster_neurons is not None:
-        raster = _RasterAccumulator(info, raster_neurons, density_threshold)
+        raster = RasterAccumulator(info, raster_neurons, density_threshold)
     hist_edges: FloatArray | None = None
     hist: IntArray | None = None
     cover: FloatArray | None = None
@@ -380,52 +269,6 @@ def _coverage(edges: FloatArray, runs: tuple[Run, ...]) -> FloatArray:
     for run in runs:
         cover += np.clip(np.minimum(hi, run.t_stop_ms) - np.maximum(lo, run.t_start_ms), 0.0, None)
     result: FloatArray = cover / (hi - lo)
-    return result
-
-
-def weight_norms(reader: SessionReader, node_id: str, name: str) -> tuple[IntArray, FloatArray]:
-    """Frobenius norm of every weight snapshot, read one row block at a time."""
-    steps = reader.frames(node_id, name, L.WEIGHTS).steps
-    norms = np.zeros(steps.size)
-    for i in range(steps.size):
-        sq = sum(
-            float(np.square(block, dtype=np.float64).sum())
-            for _, block in reader.iter_weight_blocks(node_id, name, i)
-        )
-        norms[i] = math.sqrt(sq)
-    return steps, norms
-
-
-def weight_image(
-    reader: SessionReader, node_id: str, name: str, index: int = -1, max_pixels: int = 512
-) -> tuple[FloatArray, int]:
-    """A snapshot averaged over blocks to at most ``max_pixels`` per side, and its step.
-
-    Read in row blocks of whole pixel rows, so a huge matrix never sits in memory.
-    """
-    steps = reader.frames(node_id, name, L.WEIGHTS).steps
-    if steps.size == 0:
-        raise ValueError(f"no snapshots of weights {node_id}.{name}")
-    index %= steps.size
-    rows, cols = (int(x) for x in reader.stream_attrs(node_id, name, L.WEIGHTS)["layer_size"])
-    row_f = max(1, math.ceil(rows / max_pixels))
-    col_f = max(1, math.ceil(cols / max_pixels))
-    block_rows = row_f * max(1, (1 << 22) // max(1, cols * row_f))
-    pieces = []
-    for _, block in reader.iter_weight_blocks(node_id, name, index, block_rows):
-        pieces.append(_block_mean(_block_mean(block.astype(np.float64), row_f, 0), col_f, 1))
-    return np.concatenate(pieces, axis=0), int(steps[index])
-
-
-def _block_mean(a: FloatArray, factor: int, axis: int) -> FloatArray:
-    """Mean over consecutive groups of ``factor`` along ``axis`` (the last group may be short)."""
-    if factor == 1:
-        return a
-    starts = np.arange(0, a.shape[axis], factor)
-    sizes = np.diff(np.r_[starts, a.shape[axis]])
-    shape = [1, 1]
-    shape[axis] = sizes.size
-    result: FloatArray = np.add.reduceat(a, starts, axis=axis) / sizes.reshape(shape)
     return result
 
 

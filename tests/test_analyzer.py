@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 import pytest
+from matplotlib.figure import Figure
 
 from analysis import SimulationAnalyzer
 from analysis import report as R
@@ -238,6 +239,44 @@ def test_plots_write_pngs(an: SimulationAnalyzer, tmp_path: Path) -> None:
     an.plot_weights("n0", "w", save_path=tmp_path / "w.png")
     for name in ("r", "node", "t", "isi", "m", "w"):
         check_png(tmp_path / f"{name}.png")
+
+
+def titles(fig: Figure) -> list[str]:
+    return [ax.get_title(loc="left") for ax in fig.axes]
+
+
+def test_guide_keyword_names_are_aliases(an: SimulationAnalyzer, tmp_path: Path) -> None:
+    """``layer_name``/``bin_size_ms`` (the guide's) and ``layer``/``bin_ms`` draw the same."""
+    guide = an.plot_firing_rate_timeline(
+        node_id="n0", layer_name="L", bin_size_ms=2.0, save_path=tmp_path / "guide.png"
+    )
+    new = an.plot_firing_rate_timeline(
+        node_id="n0", layer="L", bin_ms=2.0, save_path=tmp_path / "new.png"
+    )
+    positional = an.plot_firing_rate_timeline("n0", "L", 2.0, tmp_path / "positional.png")
+    assert titles(guide) == titles(new) == titles(positional)
+    assert any("2 ms bins" in t for t in titles(new))
+    check_png(tmp_path / "guide.png")
+    png = (tmp_path / "guide.png").read_bytes()
+    assert (tmp_path / "new.png").read_bytes() == png == (tmp_path / "positional.png").read_bytes()
+    default = titles(an.plot_firing_rate_timeline("n0", "L"))
+    assert default == titles(an.plot_firing_rate_timeline("n0", "L", bin_size_ms=50.0))
+    for plot in (an.plot_spike_raster, an.plot_isi_histogram, an.plot_membrane_traces):
+        assert titles(plot("n0", layer_name="L")) == titles(plot("n0", layer="L"))
+
+
+def test_aliases_given_twice_or_not_at_all(an: SimulationAnalyzer) -> None:
+    with pytest.raises(TypeError, match="got both 'layer' and its alias 'layer_name'"):
+        an.plot_spike_raster("n0", "L", layer_name="L")
+    with pytest.raises(TypeError, match="got both 'layer' and its alias 'layer_name'"):
+        an.plot_membrane_traces(node_id="n0", layer="L", layer_name="L")
+    with pytest.raises(TypeError, match="got both 'bin_ms' and its alias 'bin_size_ms'"):
+        an.plot_firing_rate_timeline("n0", "L", 2.0, bin_size_ms=2.0)
+    missing = r"plot_isi_histogram\(\) missing required argument 'layer' \(alias 'layer_name'\)"
+    with pytest.raises(TypeError, match=missing):
+        an.plot_isi_histogram("n0")
+    with pytest.raises(TypeError, match="missing required argument 'layer'"):
+        an.plot_firing_rate_timeline(node_id="n0", bin_size_ms=2.0)
 
 
 def test_density_raster_above_threshold(big: Path, tmp_path: Path) -> None:

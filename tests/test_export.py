@@ -312,12 +312,12 @@ def test_cli_nwb(session: Path, tmp_path: Path) -> None:
 def test_failed_export_leaves_no_file(
     session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import analysis.export as E
+    import analysis.export.sonata as sonata
 
     def boom(*_: object) -> int:
         raise OSError("disk full")
 
-    monkeypatch.setattr(E, "_copy_population", boom)
+    monkeypatch.setattr(sonata, "_copy_population", boom)
     with pytest.raises(OSError, match="disk full"):
         export_sonata(session, tmp_path / "o.h5")
     assert list(tmp_path.iterdir()) == []
