@@ -5,9 +5,8 @@ the in-process API feeds it arrays directly. It is single-threaded: exactly one
 thread (the writer thread) calls it.
 
 Everything a publisher declares is bounded here before it costs memory or disk: the
-number of streams (in all and per node), what one stream may claim (the layer size of a
-subsampled or membrane stream, the elements of a weight matrix), the bytes buffered
-before they go to the writer, and the log lines that bus input can cause.
+number of streams and what one stream may claim (:mod:`recorderd.core.limits`), the
+bytes buffered before they go to the writer, and the log lines that bus input can cause.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -23,6 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recorderd.core.limits import StreamLimits
 from recorderd.core.ratelog import RateLimitedLog
 from recorderd.core.sequence import SequenceTracker, Verdict
 from recorderd.core.settings import CoreSettings
@@ -104,8 +103,9 @@ class Recorder:
         self._streams: dict[str, _Stream] = {}
         self._control: dict[str, SequenceTracker] = {}  # node id -> control-stream tracker
         self._resumed_control: dict[str, SequenceTracker] = {}  # from the control log
-        self._per_node: Counter[str] = Counter()  # admitted streams per node
-        self._presence: set[str] = set()  # nodes whose joins and leaves are logged
+        self.limits = StreamLimits(
+            settings.max_streams, settings.max_streams_per_node, settings.max_stream_neurons
+        )
         self._buffered = 0
         self.clock: Callable[[], float] = time.monotonic
         self.started_at = dt.datetime.now(dt.UTC)
@@ -235,11 +235,9 @@ class Recorder:
 
     def add_presence(self, node_id: str, event: str, received_at: float) -> None:
         """Log a node's join or leave (its liveliness token) in the control log."""
-        if node_id not in self._presence:
-            if len(self._presence) >= self.settings.max_streams:
-                self.reject(Reason.STREAM_LIMIT, f"presence of node {node_id}", node_id)
-                return
-            self._presence.add(node_id)
+        if not self.limits.track_presence(node_id):
+            self.reject(Reason.STREAM_LIMIT, f"presence of node {node_id}", node_id)
+            return
         self.writer.write_control(
             {
                 L.CONTROL_EVENT: event,
@@ -337,38 +335,19 @@ class Recorder:
 
     def _admit(self, key: str, node_id: str) -> bool:
         """Whether one more stream (``key`` of ``node_id``) fits the stream limits."""
-        s = self.settings
-        if sum(self._per_node.values()) >= s.max_streams:
-            why = f"{key}: already {s.max_streams} streams (max_streams)"
-        elif self._per_node[node_id] >= s.max_streams_per_node:
-            why = f"{key}: node has {s.max_streams_per_node} streams (max_streams_per_node)"
-        else:
-            self._per_node[node_id] += 1
-            return True
-        self.reject(Reason.STREAM_LIMIT, why, key)
-        return False
-
-    def _claim(self, kind: Kind, shape: tuple[int, ...], rate: float) -> int:
-        """Neurons (or matrix elements) whose memory the stream needs beyond fixed buffers."""
-        if kind is Kind.WEIGHTS:
-            return shape[0] * shape[1]
-        if kind is Kind.MEMBRANE or 0.0 < rate < 1.0:
-            return shape[0]  # a membrane row; or the list of recorded neurons
-        return 0  # every neuron, or none: no list
+        why = self.limits.admit(key, node_id)
+        if why is not None:
+            self.reject(Reason.STREAM_LIMIT, why, key)
+        return why is None
 
     def _open(self, key: str, node_id: str, name: str, msg: DataMessage) -> _Stream | None:
         h = msg.header
         s = self.settings
         rate = s.membrane_subsample_rate if h.kind is Kind.MEMBRANE else s.spike_subsample_rate
         shape = (h.n0, h.n1) if h.kind is Kind.WEIGHTS else (h.layer_size,)
-        claim = self._claim(h.kind, shape, rate)
-        if claim > s.max_stream_neurons:
-            self.reject(
-                Reason.STREAM_LIMIT,
-                f"{key}: {'x'.join(map(str, shape))} needs {claim} neurons' memory "
-                f"> max_stream_neurons={s.max_stream_neurons}",
-                key,
-            )
+        too_large = self.limits.too_large(key, h.kind, shape, rate)
+        if too_large is not None:
+            self.reject(Reason.STREAM_LIMIT, too_large, key)
             return None
         if not self._admit(key, node_id):
             return None
@@ -385,7 +364,7 @@ class Recorder:
                 ),
             )
         except ShapeChangedError as exc:
-            self._per_node[node_id] -= 1
+            self.limits.release(node_id)
             self.reject(Reason.SHAPE_CHANGED, str(exc), key)
             return None
         tracker = SequenceTracker()
