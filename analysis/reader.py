@@ -254,12 +254,13 @@ class SessionReader(ClosesOnExit):
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         g = self._stream(L.SPIKES, node_id, layer)
-        steps_ds, times, ids = (g.dataset(n) for n in (L.STEPS, L.TIMESTAMPS, L.NODE_IDS))
+        times, ids = g.dataset(L.TIMESTAMPS), g.dataset(L.NODE_IDS)
+        steps_of = _Steps(g) if with_steps else None
         n = self.spike_rows(node_id, layer)
         no_steps = np.zeros(0, dtype=np.int64)
         for lo in range(0, n, chunk_rows):
             hi = min(n, lo + chunk_rows)
-            steps = steps_ds.read(lo, hi) if with_steps else no_steps
+            steps = steps_of.read(lo, hi) if steps_of is not None else no_steps
             yield SpikeTrains(steps, times.read(lo, hi), ids.read(lo, hi))
 
     def spike_rows(self, node_id: str, layer: str) -> int:
@@ -392,7 +393,8 @@ def _frame_rows(g: StreamView) -> int:
 
 def _spike_extent(g: StreamView) -> tuple[int, int]:
     """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written."""
-    rows = min(g.dataset(name).rows for name in (L.TIMESTAMPS, L.NODE_IDS, L.STEPS))
+    names = (L.TIMESTAMPS, L.NODE_IDS, L.STEPS) if L.STEPS in g else (L.TIMESTAMPS, L.NODE_IDS)
+    rows = min(g.dataset(name).rows for name in names)
     ends = np.cumsum(g.dataset(L.FRAME_COUNT).read(0, _frame_rows(g)), dtype=np.int64)
     n = int(np.searchsorted(ends, rows, side="right"))
     return n, int(ends[n - 1]) if n else 0
@@ -400,10 +402,36 @@ def _spike_extent(g: StreamView) -> tuple[int, int]:
 
 def _read_rows(g: StreamView, lo: int, hi: int) -> SpikeTrains:
     return SpikeTrains(
-        g.dataset(L.STEPS).read(lo, hi),
+        _Steps(g).read(lo, hi),
         g.dataset(L.TIMESTAMPS).read(lo, hi),
         g.dataset(L.NODE_IDS).read(lo, hi),
     )
+
+
+class _Steps:
+    """Per-spike steps of a population: the frames' steps repeated by their spike counts
+    (format 3), or the ``steps`` dataset of a format 2 stream."""
+
+    def __init__(self, g: StreamView) -> None:
+        self._ds = g.dataset(L.STEPS) if L.STEPS in g else None
+        if self._ds is None:
+            n = _frame_rows(g)
+            self._steps = g.dataset(L.FRAME_STEP).read(0, n)
+            counts = g.dataset(L.FRAME_COUNT).read(0, n).astype(np.int64)
+            self._ends = np.cumsum(counts)
+            self._starts = self._ends - counts
+
+    def read(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
+        """Steps of spike rows ``lo`` to ``hi``."""
+        if self._ds is not None:
+            out: npt.NDArray[np.int64] = self._ds.read(lo, hi)
+            return out
+        if hi <= lo:
+            return np.zeros(0, dtype=np.int64)
+        f0 = int(np.searchsorted(self._ends, lo, side="right"))
+        f1 = int(np.searchsorted(self._ends, hi - 1, side="right")) + 1
+        reps = np.minimum(self._ends[f0:f1], hi) - np.maximum(self._starts[f0:f1], lo)
+        return np.repeat(self._steps[f0:f1].astype(np.int64), reps)
 
 
 def _concat(parts: list[SpikeTrains]) -> SpikeTrains:

@@ -21,6 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from recorderd.core.buffer import StreamBuffer, one_frame
 from recorderd.core.limits import StreamLimits
 from recorderd.core.ratelog import RateLimitedLog
 from recorderd.core.sequence import SequenceTracker, Verdict
@@ -33,6 +34,7 @@ from recorderd.session.frames import Frames
 from recorderd.session.streams import StreamHandle
 from recorderd.session.writer import SessionWriter
 from recorderd.wire import ControlState, DataMessage, Kind, Reason, StreamKey
+from recorderd.wire.batch import Batch
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 MAX_BUFFERED_BYTES: Final = 8 * 1024 * 1024
 #: Every stream is written out once all buffers together pass this many bytes.
 MAX_TOTAL_BUFFERED_BYTES: Final = 64 * 1024 * 1024
-#: Bytes counted per buffered message besides its data (its index row).
-FRAME_OVERHEAD_BYTES: Final = 40
 #: Streams handled between two checks for an aborted close.
 CHECK_EVERY: Final = 64
 
@@ -63,9 +63,7 @@ class _Stream:
     dt_ms: float
     handle: StreamHandle
     tracker: SequenceTracker
-    data: list[npt.NDArray[Any]] = field(default_factory=list)
-    frames: list[tuple[int, float, int, int, int]] = field(default_factory=list)
-    buffered_bytes: int = 0
+    buffer: StreamBuffer = field(default_factory=StreamBuffer)
 
     def select(self, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """The recorded part of one message's data (all of it unless subsampled)."""
@@ -75,13 +73,20 @@ class _Stream:
         if self.kind is Kind.MEMBRANE:
             row: npt.NDArray[Any] = data[recorded]
             return row
-        if not data.size or not recorded.size:
-            return data[:0]
-        # Spike indices kept if they are recorded neurons: memory follows the subset.
-        pos = np.searchsorted(recorded, data)
-        np.minimum(pos, recorded.size - 1, out=pos)
-        kept: npt.NDArray[Any] = data[recorded[pos] == data]
+        kept: npt.NDArray[Any] = data[self.keep(data)]
         return kept
+
+    def keep(self, ids: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Which spike indices are of recorded neurons (memory follows the subset)."""
+        recorded = self.handle.recorded_neurons
+        if recorded is None:
+            return np.ones(ids.size, dtype=bool)
+        if not ids.size or not recorded.size:
+            return np.zeros(ids.size, dtype=bool)
+        pos = np.searchsorted(recorded, ids)
+        np.minimum(pos, recorded.size - 1, out=pos)
+        hit: npt.NDArray[np.bool_] = recorded[pos] == ids
+        return hit
 
 
 class Recorder:
@@ -197,14 +202,90 @@ class Recorder:
         if h.kind is Kind.SPIKES:
             st.spikes_received += h.n0
         data = stream.select(msg.data)
-        stream.data.append(data)
-        stream.frames.append((h.step, h.time_ms, h.seq, h.incarnation, int(data.shape[0])))
-        size = data.nbytes + FRAME_OVERHEAD_BYTES
-        stream.buffered_bytes += size
-        self._buffered += size
+        if h.kind is not Kind.SPIKES:
+            data = data[np.newaxis]  # one row (membrane) or one snapshot (weights)
+        count = data.shape[0] if h.kind is Kind.SPIKES else data.shape[1]
+        frame = one_frame(h.step, h.time_ms, h.seq, h.incarnation, count)
+        self._buffer(stream, frame, data)
+
+    def add_batch(self, node_id: str, name: str, kind: Kind, batch: Batch) -> None:
+        """Account for a run of valid messages of one stream, in arrival order, at once.
+
+        The fast path: messages that exactly continue the stream (same incarnation, next
+        seq numbers, same shape and dt) are accounted for and buffered as arrays. Anything
+        else (the stream's first message, a gap, a restart, a shape or dt change) goes
+        message by message through :meth:`add`, with the same result.
+        """
+        h = batch.header
+        n = int(h.size)
+        key = StreamKey(node_id, kind, name).stream_id
+        start = 0
+        stream = self._streams.get(key)
+        if stream is None:
+            self.add(node_id, name, batch.message(0, kind))
+            stream, start = self._streams.get(key), 1
+        if stream is not None and start < n and self._continues(stream, kind, h[start:]):
+            self._add_run(stream, kind, batch, start, n)
+            return
+        for i in range(start, n):
+            self.add(node_id, name, batch.message(i, kind))
+
+    def _continues(self, stream: _Stream, kind: Kind, h: npt.NDArray[Any]) -> bool:
+        """Whether a run exactly continues the stream (the fast path's condition)."""
+        inc, seq = h["incarnation"], h["seq"]
+        if (inc != inc[0]).any() or (h["dt_ms"] != stream.dt_ms).any():
+            return False
+        if h.size > 1 and (np.diff(seq) != 1).any():
+            return False
+        if kind is Kind.WEIGHTS:
+            same = (h["n0"] == stream.shape[0]) & (h["n1"] == stream.shape[1])
+        else:
+            same = h["layer_size"] == stream.shape[0]
+        if not same.all():
+            return False
+        return stream.tracker.accept_run(int(inc[0]), int(seq[0]), int(h.size), self.clock())
+
+    def _add_run(self, stream: _Stream, kind: Kind, batch: Batch, lo: int, hi: int) -> None:
+        h = batch.header[lo:hi]
+        n = hi - lo
+        flat = batch.data[batch.offsets[lo] : batch.offsets[hi]]
+        st = stream.stats
+        st.received += n
+        if st.first_step is None:
+            st.first_step = int(h["step"][0])
+        st.last_step = int(h["step"][-1])
+        if kind is Kind.SPIKES:
+            st.spikes_received += int(flat.size)
+            counts = h["n0"].astype(np.uint32)
+            recorded = stream.handle.recorded_neurons
+            if recorded is not None:
+                keep = stream.keep(flat)
+                owner = np.repeat(np.arange(n), h["n0"].astype(np.int64))
+                counts = np.bincount(owner[keep], minlength=n).astype(np.uint32)
+                flat = flat[keep]
+            data: npt.NDArray[Any] = flat
+        elif kind is Kind.MEMBRANE:
+            rows = flat.reshape(n, stream.shape[0])
+            recorded = stream.handle.recorded_neurons
+            data = rows if recorded is None else rows[:, recorded]
+            counts = np.full(n, data.shape[1], np.uint32)
+        else:
+            data = flat.reshape(n, *stream.shape)
+            counts = np.full(n, stream.shape[0], np.uint32)
+        frames = Frames(
+            h["step"].astype(np.int64),
+            h["time_ms"].astype(np.float64),
+            h["seq"].astype(np.uint64),
+            h["incarnation"].astype(np.uint64),
+            counts,
+        )
+        self._buffer(stream, frames, data)
+
+    def _buffer(self, stream: _Stream, frames: Frames, data: npt.NDArray[Any]) -> None:
+        self._buffered += stream.buffer.add(frames, data)
         if (
-            len(stream.frames) >= self.settings.buffer_size
-            or stream.buffered_bytes > MAX_BUFFERED_BYTES
+            stream.buffer.messages >= self.settings.buffer_size
+            or stream.buffer.bytes > MAX_BUFFERED_BYTES
         ):
             self._write(stream)
         if self._buffered > MAX_TOTAL_BUFFERED_BYTES:
@@ -396,26 +477,17 @@ class Recorder:
             self._write(stream)
 
     def _write(self, stream: _Stream) -> None:
-        if not stream.frames:
+        if not stream.buffer.messages:
             return
-        cols = list(zip(*stream.frames, strict=True))
-        frames = Frames(
-            steps=np.asarray(cols[0], dtype=np.int64),
-            times_ms=np.asarray(cols[1], dtype=np.float64),
-            seq=np.asarray(cols[2], dtype=np.uint64),
-            incarnation=np.asarray(cols[3], dtype=np.uint64),
-            count=np.asarray(cols[4], dtype=np.uint32),
-        )
+        self._buffered -= stream.buffer.bytes
+        n = stream.buffer.messages
+        frames, data = stream.buffer.take()
         if stream.kind is Kind.SPIKES:
-            ids = np.concatenate(stream.data).astype(np.uint32, copy=False)
+            ids = data.astype(np.uint32, copy=False)
             steps = np.repeat(frames.steps, frames.count)
             times = np.repeat(frames.times_ms, frames.count)
             self.writer.streams.append_spikes(stream.handle, steps, times, ids, frames)
             stream.stats.spikes_written += int(ids.size)
         else:
-            self.writer.streams.append_rows(stream.handle, np.stack(stream.data), frames)
-        stream.stats.written += len(stream.frames)
-        self._buffered -= stream.buffered_bytes
-        stream.data.clear()
-        stream.frames.clear()
-        stream.buffered_bytes = 0
+            self.writer.streams.append_rows(stream.handle, data, frames)
+        stream.stats.written += n

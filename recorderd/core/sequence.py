@@ -97,6 +97,20 @@ class SequenceTracker:
             self._suspect = None
         return verdict, missing
 
+    def accept_run(self, incarnation: int, first: int, count: int, now: float) -> bool:
+        """Accept ``count`` messages ``first, first + 1, ...`` at once if they are exactly next.
+
+        The fast path of a batch: True (and the expectation moves on) only if the run
+        continues the current incarnation in order; otherwise nothing changes and the
+        caller observes the messages one by one.
+        """
+        if self.incarnation != incarnation or first != self.expected or count < 1:
+            return False
+        self.expected = first + count
+        self.last_at = now
+        self._suspect = None
+        return True
+
     def skip(self, incarnation: int, seq: int, now: float) -> None:
         """Account for a message rejected for its content: it is not missing afterwards.
 

@@ -39,10 +39,6 @@ class Sample(NamedTuple):
     payload: bytes | None
     received_at: float
 
-    @property
-    def size(self) -> int:
-        return ITEM_OVERHEAD + (len(self.payload) if self.payload is not None else 0)
-
 
 class Intake:
     """Fair bounded queue; :meth:`put` from any thread, :meth:`take` from the writer thread."""
@@ -52,10 +48,14 @@ class Intake:
         self.max_bytes = max_bytes
         self._head = len(prefix) + 1
         self._lock = threading.Lock()
-        self._queues: list[deque[Sample]] = [deque() for _ in range(BUCKETS)]
+        # Per queue: (key, payload, received_at, size) tuples, cheaper than objects here.
+        self._queues: list[deque[tuple[str, bytes | None, float, int]]] = [
+            deque() for _ in range(BUCKETS)
+        ]
         self._bytes = [0] * BUCKETS
         self._ring: deque[int] = deque()  # queues with samples, in service order
         self._in_ring = [False] * BUCKETS
+        self._queue_of_key: dict[str, int] = {}  # a cache, bounded like the drop counts
         self.messages = 0
         self.bytes = 0
         self.dropped = 0
@@ -64,34 +64,28 @@ class Intake:
 
     def _queue_of(self, key: str, node: str | None) -> int:
         if node is None:
+            q = self._queue_of_key.get(key)
+            if q is not None:
+                return q
             end = key.find("/", self._head)
             node = key[self._head : end] if end > 0 else key
+            q = hash(node) % BUCKETS
+            if len(self._queue_of_key) < MAX_DROP_KEYS:
+                self._queue_of_key[key] = q
+            return q
         return hash(node) % BUCKETS
 
     def put(
         self, key: str, payload: bytes | None, received_at: float, node: str | None = None
     ) -> bool:
         """Queue one sample (``node``: its publisher, else taken from the key); False if dropped."""
-        sample = Sample(key, payload, received_at)
-        size = sample.size
+        size = ITEM_OVERHEAD + (len(payload) if payload is not None else 0)
         q = self._queue_of(key, node)
         with self._lock:
-            while self.messages >= self.max_messages or self.bytes + size > self.max_bytes:
-                if self.bytes + size > self.max_bytes:
-                    victim = max(range(BUCKETS), key=self._bytes.__getitem__)
-                    mine_longest = self._bytes[q] + size > self._bytes[victim]
-                else:
-                    victim = max(range(BUCKETS), key=lambda i: len(self._queues[i]))
-                    mine_longest = len(self._queues[q]) + 1 > len(self._queues[victim])
-                if mine_longest or not self._queues[victim]:
-                    self._count_drop(key)
-                    return False
-                old = self._queues[victim].popleft()
-                self._bytes[victim] -= old.size
-                self.bytes -= old.size
-                self.messages -= 1
-                self._count_drop(old.key)
-            self._queues[q].append(sample)
+            full = self.messages >= self.max_messages or self.bytes + size > self.max_bytes
+            if full and not self._make_room(q, key, size):
+                return False
+            self._queues[q].append((key, payload, received_at, size))
             self._bytes[q] += size
             self.bytes += size
             self.messages += 1
@@ -100,6 +94,26 @@ class Intake:
             if not self._in_ring[q]:
                 self._in_ring[q] = True
                 self._ring.append(q)
+        return True
+
+    def _make_room(self, q: int, key: str, size: int) -> bool:
+        """Drop from the longest queue until the sample fits, unless its own queue is the
+        longest (then it is dropped). Called with the lock held."""
+        while self.messages >= self.max_messages or self.bytes + size > self.max_bytes:
+            if self.bytes + size > self.max_bytes:
+                victim = max(range(BUCKETS), key=self._bytes.__getitem__)
+                mine_longest = self._bytes[q] + size > self._bytes[victim]
+            else:
+                victim = max(range(BUCKETS), key=lambda i: len(self._queues[i]))
+                mine_longest = len(self._queues[q]) + 1 > len(self._queues[victim])
+            if mine_longest or not self._queues[victim]:
+                self._count_drop(key)
+                return False
+            old_key, _, _, old_size = self._queues[victim].popleft()
+            self._bytes[victim] -= old_size
+            self.bytes -= old_size
+            self.messages -= 1
+            self._count_drop(old_key)
         return True
 
     def _count_drop(self, key: str) -> None:
@@ -115,20 +129,21 @@ class Intake:
             while self._ring and len(out) < max_messages and taken < max_bytes:
                 q = self._ring.popleft()
                 queue = self._queues[q]
+                got = 0
                 for _ in range(min(BATCH, len(queue), max_messages - len(out))):
-                    sample = queue.popleft()
-                    size = sample.size
-                    self._bytes[q] -= size
-                    self.bytes -= size
-                    self.messages -= 1
-                    taken += size
-                    out.append(sample)
-                    if taken >= max_bytes:
+                    key, payload, received_at, size = queue.popleft()
+                    got += size
+                    out.append(Sample(key, payload, received_at))
+                    if taken + got >= max_bytes:
                         break
+                self._bytes[q] -= got
+                self.bytes -= got
+                taken += got
                 if queue:
                     self._ring.append(q)
                 else:
                     self._in_ring[q] = False
+            self.messages -= len(out)
         return out
 
     def clear(self) -> int:
@@ -136,8 +151,8 @@ class Intake:
         with self._lock:
             n = 0
             for q, queue in enumerate(self._queues):
-                for sample in queue:
-                    self._count_drop(sample.key)
+                for key, *_ in queue:
+                    self._count_drop(key)
                     n += 1
                 queue.clear()
                 self._bytes[q] = 0

@@ -18,10 +18,13 @@ import threading
 import time
 from typing import Final
 
+import numpy as np
+
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.intake import Intake
 from recorderd.session.errors import WriteAborted
 from recorderd.wire import (
+    CONTROL_WORD,
     SEQUENCED_REASONS,
     ProtocolError,
     Reason,
@@ -30,11 +33,13 @@ from recorderd.wire import (
     decode_control,
     parse_key,
 )
+from recorderd.wire.batch import decode_batch
 
 log = logging.getLogger(__name__)
 
 #: Parsed key expressions kept; beyond this, keys are parsed every time.
 KEY_CACHE_SIZE: Final = 4096
+_CONTROL_SUFFIX: Final = "/" + CONTROL_WORD
 #: Intake key of node join/leave events; no key expression can equal it.
 PRESENCE_KEY: Final = "\0presence"
 #: How long the writer thread sleeps when the intake is empty.
@@ -81,7 +86,8 @@ class Pipeline:
 
     def submit(self, key: str, payload: bytes | None) -> None:
         """Queue one raw sample (None: a Zenoh DELETE); dropped and counted if full."""
-        self.intake.put(key, payload, time.time())
+        # Only control states keep their arrival time (received_at in the control log).
+        self.intake.put(key, payload, time.time() if key.endswith(_CONTROL_SUFFIX) else 0.0)
 
     def submit_presence(self, node_id: str, alive: bool) -> None:
         """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
@@ -239,12 +245,42 @@ class Pipeline:
                 st.dropped = n
 
     def _drain(self) -> int:
+        """Handle one batch: data messages per key, at once; everything else one by one."""
         if self._abort.is_set():
             raise WriteAborted()
         samples = self.intake.take(BATCH_MESSAGES, BATCH_BYTES)
+        groups: dict[str, list[bytes]] = {}
         for key, payload, received_at in samples:
-            self.handle(key, payload, received_at)
+            sk = self._keys.get(key)
+            if sk is not None and sk.kind is not None and payload is not None:
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [payload]
+                else:
+                    group.append(payload)
+            else:  # control, presence, DELETE, or a key not parsed yet
+                self.handle(key, payload, received_at)
+        for key, payloads in groups.items():
+            self.handle_data(self._keys[key], key, payloads)
         return len(samples)
+
+    def handle_data(self, sk: StreamKey, key: str, payloads: list[bytes]) -> None:
+        """Decode data messages of one key as a batch and record them in arrival order."""
+        recorder = self.recorder
+        assert sk.kind is not None
+        batch = decode_batch(payloads, sk.kind)
+        stream = sk.stream_id
+        done = 0  # valid messages recorded so far
+        for index, reason, detail, sequence in batch.rejected:
+            before = int(np.searchsorted(batch.valid, index))
+            if before > done:
+                recorder.add_batch(sk.node_id, sk.name, sk.kind, batch.rows(done, before))
+                done = before
+            recorder.reject(reason, detail, key[:200], stream=stream)
+            if sequence is not None and reason in SEQUENCED_REASONS:
+                recorder.skip(stream, *sequence)
+        if done < len(batch):
+            recorder.add_batch(sk.node_id, sk.name, sk.kind, batch.rows(done, len(batch)))
 
     def handle(self, key: str, payload: bytes | None, received_at: float) -> None:
         """Decode one sample and give it to the recorder; count and log it if invalid."""

@@ -86,20 +86,32 @@ class Appendable:
             return self.parts[-1][-1]
         return ds[self.main - 1] if self.main and ds is not None else None
 
-    def write_whole_chunks(self, ds: h5py.Dataset) -> None:
-        """Move every whole chunk of the tail into the dataset."""
+    def take_whole_chunks(self) -> list[tuple[int, npt.NDArray[Any]]]:
+        """Move every whole chunk out of the tail: ``(first row, rows)`` for each, in order.
+
+        ``main`` counts them from here on: the caller writes them before the next journal
+        record (which says they are in the file).
+        """
         n = self.rows // self.chunk_rows * self.chunk_rows
         if n == 0:
-            return
+            return []
         t = self.tail()
-        ds.resize(self.main + n, axis=0)
-        ds[self.main : self.main + n] = t[:n]
+        chunks = [
+            (self.main + lo, t[lo : lo + self.chunk_rows]) for lo in range(0, n, self.chunk_rows)
+        ]
         self.main += n
         rest = t[n:].copy()
         self.parts = [rest] if rest.shape[0] else []
         self.rows -= n
         self.journaled = 0  # fewer than one chunk was journaled: all of it is in main now
         self.moved = True
+        return chunks
+
+    def write_whole_chunks(self, ds: h5py.Dataset) -> None:
+        """Move every whole chunk of the tail into the dataset, through HDF5's filters."""
+        for first, rows in self.take_whole_chunks():
+            ds.resize(first + rows.shape[0], axis=0)
+            ds[first : first + rows.shape[0]] = rows
 
     def write_all(self, file: h5py.File) -> None:
         """Write the tail too (at close): the dataset then holds every row.

@@ -12,9 +12,10 @@ from typing import Final
 import numpy as np
 
 FORMAT_NAME: Final = "recorderd-session"
-#: 3: ``recorded_neurons`` only for subsampled streams (absent: every neuron), capped
-#: ``incarnations``. 2: HDF5 written with SWMR and libver v110-v114, whole chunks and a
-#: journal while recording (appended to, and upgraded to 3). 1: no journal; still read.
+#: 3: ``recorded_neurons`` only for subsampled streams (absent: every neuron), no
+#: per-spike ``steps`` (the frames' steps repeated by count), capped ``incarnations``.
+#: 2: HDF5 written with SWMR and libver v110-v114, whole chunks and a journal while
+#: recording (appended to, and upgraded to 3). 1: no journal; still read.
 FORMAT_VERSION: Final = 3
 #: Versions the recorder appends to (upgrading the file to FORMAT_VERSION).
 APPENDABLE_VERSIONS: Final = (2, 3)
@@ -49,7 +50,7 @@ POPULATION_SEP: Final = "."
 # Spike population datasets (one row per spike).
 TIMESTAMPS: Final = "timestamps"  # float64, ms (SONATA)
 NODE_IDS: Final = "node_ids"  # uint32 neuron index in the layer (SONATA)
-STEPS: Final = "steps"  # int64 simulation step
+STEPS: Final = "steps"  # int64 simulation step; format 2 only (3: from the frames)
 # Per-message index datasets (one row per received message), in every stream group.
 FRAME_STEP: Final = "frame_step"  # int64
 FRAME_TIME: Final = "frame_time"  # float64, ms

@@ -134,10 +134,10 @@ def series_of(spec: StreamSpec) -> list[Series]:
     """The appendable datasets a new stream group gets, with their chunking."""
     out = [Series(name, dtype, L.FRAME_CHUNK) for name, dtype in FRAME_DATASETS]
     if spec.kind is Kind.SPIKES:
+        # No per-spike steps (format 3): they are the frames' steps, repeated by count.
         out += [
             Series(L.TIMESTAMPS, L.TIME_DTYPE, L.SPIKE_CHUNK),
             Series(L.NODE_IDS, L.NEURON_DTYPE, L.SPIKE_CHUNK),
-            Series(L.STEPS, L.STEP_DTYPE, L.SPIKE_CHUNK),
         ]
     elif spec.kind is Kind.MEMBRANE:
         n = spec.width

@@ -142,7 +142,8 @@ class Streams:
             handle.last_time = float(times[-1])
             self._push(handle.arrays[L.TIMESTAMPS], times)
             self._push(handle.arrays[L.NODE_IDS], ids)
-            self._push(handle.arrays[L.STEPS], steps)
+            if L.STEPS in handle.arrays:  # a format 2 stream continued
+                self._push(handle.arrays[L.STEPS], steps)
         self._append_frames(handle, frames)
 
     def append_rows(

@@ -16,6 +16,7 @@ import h5py
 import numpy.typing as npt
 
 from recorderd.session.appendable import Appendable
+from recorderd.session.chunkwriter import ChunkWriter
 from recorderd.session.journal import Journal
 from recorderd.session.schema import appendable_paths, stream_groups
 
@@ -34,6 +35,7 @@ class Tails:
         self._dirty: set[Appendable] = set()  # pushed to or grown since the last record
         self._bytes = 0
         self._journal: Journal | None = None
+        self._chunks = ChunkWriter()
 
     @property
     def bytes(self) -> int:
@@ -75,8 +77,14 @@ class Tails:
             self.write_chunks(a, file)
 
     def write_chunks(self, a: Appendable, file: h5py.File) -> None:
+        """Move a dataset's whole chunks out of its tail: encoded beside the writer if its
+        codec is known (:mod:`recorderd.session.chunkwriter`), else through HDF5 now."""
         before = a.tail_bytes
-        a.write_whole_chunks(file[a.path])
+        if a.codec is None:
+            a.write_whole_chunks(file[a.path])
+        else:
+            for first, rows in a.take_whole_chunks():
+                self._chunks.submit(file, a.path, first, rows, a.codec)
         self._bytes += a.tail_bytes - before
 
     def created(self, arrays: Iterable[Appendable], file: h5py.File) -> None:
@@ -87,10 +95,19 @@ class Tails:
                 self.write_chunks(a, file)
 
     def write_full(self, file: h5py.File) -> None:
-        """Write the whole chunks of every changed dataset."""
+        """Write the whole chunks of every changed dataset, all of them in the file after."""
         for a in self._dirty:
             if a.full:
                 self.write_chunks(a, file)
+        self._chunks.drain(file)
+
+    def drain(self, file: h5py.File) -> None:
+        """Write every chunk still being encoded (before a window or a close)."""
+        self._chunks.drain(file)
+
+    def write_ready(self, file: h5py.File) -> None:
+        """Write the chunks already encoded beside the writer (keeps few waiting)."""
+        self._chunks.write_ready(file)
 
     def commit(self) -> None:
         """One journal record of what changed (or a compacted journal), made durable."""
@@ -106,6 +123,7 @@ class Tails:
 
     def write_all(self, file: h5py.File, checkpoint: Callable[[], None]) -> None:
         """Write every tail into its dataset (at close), checking for an abort regularly."""
+        self._chunks.drain(file)
         tails = sorted((a for a in self._arrays.values() if a.rows), key=lambda a: a.path)
         for i, a in enumerate(tails):
             if i % CHECK_EVERY == 0:
@@ -114,7 +132,9 @@ class Tails:
         self._bytes = 0
 
     def close_journal(self, *, remove: bool) -> None:
-        """Close the journal; ``remove`` it once every row is in the file."""
+        """Close the journal (and the encoding pool); ``remove`` it once every row is in
+        the file."""
+        self._chunks.close()
         if self._journal is not None:
             if remove:
                 self._journal.remove()

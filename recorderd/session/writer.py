@@ -339,6 +339,7 @@ class SessionWriter:
         if self._swmr == swmr:
             return
         if self._swmr:
+            self._tails.drain(self._file)  # no data is written outside SWMR mode
             self._file.close()
             self._h5 = self._open_file()
             self._swmr = False

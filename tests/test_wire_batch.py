@@ -1,0 +1,154 @@
+"""decode_batch agrees with decode, message by message, on valid and arbitrary payloads."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recorderd import wire as P
+from recorderd.wire.batch import decode_batch
+
+HEADER = struct.Struct("<4sBBHQQqddIIII")
+
+
+def per_message(payloads: list[bytes], kind: P.Kind) -> list[tuple[str, object]]:
+    """What decode says of each payload: ("ok", (header, data)) or (reason, sequence)."""
+    out: list[tuple[str, object]] = []
+    for p in payloads:
+        try:
+            m = P.decode(p, kind)
+        except P.ProtocolError as exc:
+            out.append((exc.reason.value, exc.sequence))
+        else:
+            out.append(("ok", (m.header, m.data.reshape(-1).tolist())))
+    return out
+
+
+def batched(payloads: list[bytes], kind: P.Kind) -> list[tuple[str, object]]:
+    b = decode_batch(payloads, kind)
+    out: list[tuple[str, object] | None] = [None] * len(payloads)
+    for i, reason, _, seq in b.rejected:
+        out[i] = (reason.value, seq)
+    for j, i in enumerate(b.valid):
+        h = b.header[j]
+        header = P.Header(
+            kind,
+            int(h["incarnation"]),
+            int(h["seq"]),
+            int(h["step"]),
+            float(h["time_ms"]),
+            float(h["dt_ms"]),
+            int(h["layer_size"]),
+            int(h["n0"]),
+            int(h["n1"]),
+        )
+        out[int(i)] = ("ok", (header, b.data[b.offsets[j] : b.offsets[j + 1]].tolist()))
+    assert all(o is not None for o in out)
+    return out  # type: ignore[return-value]
+
+
+def valid(kind: P.Kind, seq: int, n: int, size: int = 50) -> bytes:
+    rng = np.random.default_rng(seq)
+    if kind is P.Kind.SPIKES:
+        data: object = np.sort(rng.choice(size, min(n, size), replace=False))
+    elif kind is P.Kind.MEMBRANE:
+        data = rng.normal(-60, 5, size)
+    else:
+        data = rng.random((3, 4))
+    return P.encode(
+        kind,
+        incarnation=7,
+        seq=seq,
+        step=seq,
+        time_ms=float(seq),
+        dt_ms=0.5,
+        layer_size=size,
+        data=data,
+    )
+
+
+def mutate(payload: bytes, field: int, value: int) -> bytes:
+    """Overwrite one header byte (a field start) or cut/extend the payload."""
+    b = bytearray(payload)
+    if field < len(b):
+        b[field] = value
+    return bytes(b)
+
+
+#: Header fields (offset, struct format) and values at the edges of each check.
+FIELDS = {
+    "version": (4, "<B", [0, 1, 2]),
+    "kind": (5, "<B", [0, 1, 2, 3, 4]),
+    "step": (24, "<q", [-1, 0, 1, -(2**63)]),
+    "time_ms": (32, "<d", [float("nan"), float("inf"), -1e300, 0.0]),
+    "dt_ms": (40, "<d", [0.0, -0.0, -1.0, float("nan"), 1e-300]),
+    "layer_size": (48, "<I", [0, 1, 12, 13, 49, 50, 51, 2**26, 2**26 + 1]),
+    "n0": (52, "<I", [0, 1, 11, 12, 13, 50, 51, 2**26]),
+    "n1": (56, "<I", [0, 1, 2, 4]),
+}
+
+
+def set_field(payload: bytes, name: str, value: float) -> bytes:
+    at, fmt, _ = FIELDS[name]
+    b = bytearray(payload)
+    struct.pack_into(fmt, b, at, value)
+    return bytes(b)
+
+
+@st.composite
+def payloads(draw: st.DrawFn, kind: P.Kind) -> list[bytes]:
+    out = []
+    for seq in range(draw(st.integers(0, 30))):
+        p = valid(kind, seq, draw(st.integers(0, 12)))
+        action = draw(
+            st.sampled_from(
+                ["keep", "keep", "field", "field", "byte", "cut", "grow", "junk", "idx"]
+            )
+        )
+        if action == "field" and len(p) >= 64:
+            name = draw(st.sampled_from(sorted(FIELDS)))
+            p = set_field(p, name, draw(st.sampled_from(FIELDS[name][2])))
+        elif action == "byte":
+            field = draw(st.sampled_from([0, 4, 5, 24, 31, 39, 40, 47, 48, 51, 52, 55, 56, 64, 68]))
+            p = mutate(p, field, draw(st.integers(0, 255)))
+        elif action == "cut":
+            p = p[: draw(st.integers(0, len(p)))]
+        elif action == "grow":
+            p = p + bytes(draw(st.integers(1, 9)))
+        elif action == "junk":
+            p = draw(st.binary(max_size=120))
+        elif action == "idx" and kind is P.Kind.SPIKES and len(p) > 68:
+            ids = np.frombuffer(p, "<u4", offset=64).copy()
+            at = draw(st.sampled_from([ids.size - 1, draw(st.integers(0, ids.size - 1))]))
+            ids[at] = draw(st.sampled_from([0, 1, 48, 49, 50, 51]))
+            p = p[:64] + ids.tobytes()
+        out.append(p)
+    return out
+
+
+CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@CHECK
+@given(st.data())
+def test_decode_batch_matches_decode(data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from(list(P.Kind)))
+    batch = data.draw(payloads(kind))
+    assert batched(batch, kind) == per_message(batch, kind)
+
+
+def test_a_batch_of_valid_spikes_keeps_every_message_and_spike() -> None:
+    batch = [valid(P.Kind.SPIKES, s, s % 9) for s in range(500)]
+    b = decode_batch(batch, P.Kind.SPIKES)
+    assert b.rejected == [] and b.valid.tolist() == list(range(500))
+    assert b.data.size == sum(min(s % 9, 50) for s in range(500))
+    assert b.header["seq"].tolist() == list(range(500))
+
+
+def test_wrong_kind_key_and_empty_batch() -> None:
+    assert len(decode_batch([], P.Kind.SPIKES)) == 0
+    b = decode_batch([valid(P.Kind.MEMBRANE, 0, 0)], P.Kind.SPIKES)
+    assert [r[1] for r in b.rejected] == [P.Reason.KIND_MISMATCH]
