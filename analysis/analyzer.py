@@ -58,6 +58,9 @@ class SimulationAnalyzer(PlotMethods):
         Rates divide by the recorded neurons (silent ones included), not the layer size,
         over the span from the first to the last recorded step inclusive (summed over
         the node's incarnations when it restarted). Read in chunks: memory stays bounded.
+        A layer of more than :data:`~analysis.scan.SPARSE_NEURONS` recorded neurons is
+        ``sparse``: ``neuron_ids``, ``spike_counts`` and ``rates_hz`` list only the
+        neurons that spiked (the others are silent).
         """
         scan = self.scan(node_id, layer)
         info = scan.info
@@ -70,7 +73,8 @@ class SimulationAnalyzer(PlotMethods):
             "spike_counts": scan.spike_counts,
             "rates_hz": scan.rates_hz,
             "active_fraction": scan.active_fraction,
-            "n_recorded_neurons": int(info.neurons.size),
+            "n_recorded_neurons": info.n_neurons,
+            "sparse": info.sparse,
             "layer_size": info.layer_size,
             "subsample_rate": info.subsample_rate,
             "duration_s": info.duration_ms / 1000.0,

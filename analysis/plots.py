@@ -109,7 +109,7 @@ def _draw_raster(ax: Axes, scan: PopulationScan) -> None:
     info = scan.info
     ax.set_ylabel(f"{info.layer}\nneuron")
     ax.set_title(
-        f"{info.layer}: {n} of {info.neurons.size} recorded neurons shown "
+        f"{info.layer}: {n} of {info.n_neurons} recorded neurons shown "
         f"(layer {info.layer_size}), {how}",
         fontsize=9,
         loc="left",
@@ -180,7 +180,7 @@ def timeline_figure(scan: PopulationScan, spans: Sequence[ControlSpan]) -> Figur
     ax.set_ylabel("rate per neuron (Hz)")
     ax.set_title(
         f"{info.node_id} {info.layer}: mean {scan.mean_rate_hz:.2f} Hz over "
-        f"{info.neurons.size} recorded neurons, {bin_ms:g} ms bins",
+        f"{info.n_neurons} recorded neurons, {bin_ms:g} ms bins",
         fontsize=9,
         loc="left",
     )

@@ -92,6 +92,7 @@ class SessionReader(ClosesOnExit):
             self._file.close()
             raise UnsupportedFormatError(self.path, version)
         self._version = version
+        self._layers: dict[str, dict[str, list[str]]] = {}  # kind -> node -> layers
 
     @property
     def state(self) -> SessionState:
@@ -127,12 +128,13 @@ class SessionReader(ClosesOnExit):
     def layers(self, node_id: str, kind: StreamKind = L.SPIKES) -> list[str]:
         """Layer (or weight) names of a node under ``spikes``, ``membrane`` or ``weights``."""
         kind = group_of(kind)
-        out = []
-        for pop in self._file.populations(kind):
-            node, layer = L.split_population(pop)
-            if node == node_id:
-                out.append(layer)
-        return sorted(out)
+        index = self._layers.get(kind)
+        if index is None:  # one listing of the group per reader, not one per node
+            index = self._layers[kind] = {}
+            for pop in self._file.populations(kind):
+                node, layer = L.split_population(pop)
+                index.setdefault(node, []).append(layer)
+        return sorted(index.get(node_id, []))
 
     def stream_attrs(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> dict[str, Any]:
         """Attributes of a stream group (layer size, dt, subsample rate, ...)."""

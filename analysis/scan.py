@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ __all__ = [
     "DENSITY_THRESHOLD",
     "DENSITY_TIME_BINS",
     "ISI_EDGES_MS",
+    "SPARSE_NEURONS",
     "ControlSpan",
     "PopulationInfo",
     "PopulationScan",
@@ -55,7 +57,8 @@ class PopulationInfo:
     subsample_rate: float
     sorting: str
     neurons: UIntArray
-    """Recorded neurons (sorted layer indices); silent ones count in every rate."""
+    """Recorded neurons (sorted layer indices); silent ones count in every rate. For a
+    sparse population (``sparse``): only the neurons that spiked."""
     n_frames: int
     total_spikes: int
     first_step: int | None
@@ -67,6 +70,16 @@ class PopulationInfo:
     """Gaps in ``frame_seq`` within each incarnation: messages absent from the file."""
     runs: tuple[Run, ...] = ()
     """Per node incarnation: its recorded span (:func:`analysis.reader.runs_of`)."""
+    n_neurons: int = -1
+    """How many neurons were recorded (``len(neurons)`` unless sparse)."""
+    sparse: bool = False
+    """More than :data:`SPARSE_NEURONS` neurons recorded: per-neuron arrays hold only the
+    neurons that spiked (every other recorded neuron is silent), so memory and time follow
+    the spikes, not the layer size."""
+
+    def __post_init__(self) -> None:
+        if self.n_neurons < 0:
+            object.__setattr__(self, "n_neurons", int(self.neurons.size))
 
     @property
     def duration_ms(self) -> float:
@@ -107,7 +120,7 @@ class PopulationScan:
         edges, counts, cover = self.hist_edges, self.hist_counts, self.hist_coverage
         if edges is None or counts is None or cover is None:
             raise ValueError("the scan has no time histogram; scan with bin_ms")
-        n = self.info.neurons.size
+        n = self.info.n_neurons
         bin_s = (edges[1] - edges[0]) / 1000.0 if edges.size > 1 else 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = counts / (n * bin_s * cover)
@@ -131,13 +144,13 @@ class PopulationScan:
     @property
     def mean_rate_hz(self) -> float:
         """Spikes / (recorded neurons x duration): the subsampling-corrected population rate."""
-        n, d = self.info.neurons.size, self.info.duration_ms
+        n, d = self.info.n_neurons, self.info.duration_ms
         return self.total_spikes / (n * d) * 1000.0 if n and d > 0 else math.nan
 
     @property
     def active_fraction(self) -> float:
         """Fraction of the recorded neurons with at least one spike."""
-        n = self.spike_counts.size
+        n = self.info.n_neurons
         return float(np.count_nonzero(self.spike_counts)) / n if n else math.nan
 
     @property
@@ -167,8 +180,14 @@ class ControlSpan:
     active_task: str | None
 
 
+#: Above this many recorded neurons a population is analysed sparsely (only the neurons
+#: that spiked get per-neuron arrays): a layer of 2**26 neurons with a few spikes costs
+#: what its spikes cost.
+SPARSE_NEURONS: Final = 1 << 20
+
+
 def population_info(reader: SessionReader, node_id: str, layer: str) -> PopulationInfo:
-    """Attributes and frame index of a spike population; no spike is read."""
+    """Attributes and frame index of a spike population (and, if sparse, its active ids)."""
     attrs = reader.stream_attrs(node_id, layer)
     fr = reader.frames(node_id, layer)
     dt = float(attrs.get(L.ATTR_DT_MS, 1.0))
@@ -178,6 +197,14 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         missing += int(seq.max()) - int(seq.min()) + 1 - int(seq.size)
     runs = runs_of(fr, dt)
     empty = fr.steps.size == 0
+    n_neurons = reader.recorded_count(node_id, layer)
+    sparse = n_neurons > SPARSE_NEURONS
+    if sparse:  # the neurons that spiked: one pass over the neuron ids only
+        neurons = np.zeros(0, np.uint32)
+        for chunk in reader.iter_spike_chunks(node_id, layer, with_steps=False):
+            neurons = np.union1d(neurons, chunk.neuron_ids).astype(np.uint32)
+    else:
+        neurons = reader.recorded_neurons(node_id, layer)
     return PopulationInfo(
         node_id=node_id,
         layer=layer,
@@ -185,7 +212,9 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         dt_ms=dt,
         subsample_rate=float(attrs.get(L.ATTR_SUBSAMPLE_RATE, 1.0)),
         sorting=reader.sorting(node_id, layer),
-        neurons=reader.recorded_neurons(node_id, layer),
+        neurons=neurons,
+        n_neurons=n_neurons,
+        sparse=sparse,
         n_frames=int(fr.steps.size),
         total_spikes=int(fr.count.sum(dtype=np.int64)),
         first_step=None if empty else int(fr.steps.min()),

@@ -26,7 +26,7 @@ from analysis.reader import SessionReader
 from recorderd import wire as P
 from recorderd.daemon.bus import make_config
 from recorderd.session import layout as L
-from tests.helpers import data_message, free_port
+from tests.helpers import control_message, data_message, free_port
 from tests.processes import recorderd, statistics, stop, wait_for
 
 SPIKES = P.Kind.SPIKES
@@ -70,7 +70,14 @@ def test_a_drain_timeout_leaves_the_session_as_a_crash_would(tmp_path: Path) -> 
     with recorderd(tmp_path, *args, env=env_timeout) as proc:
         with publisher(endpoint, P.data_key("brain", "n0", SPIKES, "l")) as ses:
             put_all(ses, many_streams(n, 2))
-            wait_for(lambda: received(session_dir) == 2 * n, 60, "every message flushed")
+            wait_for(lambda: received(session_dir) == 2 * n, 60, "every message received")
+            # ... and durable: every stream created in the file, then one more flush.
+            status = lambda: json.loads(  # noqa: E731
+                next(iter(ses.get(P.status_key("brain", "s"), timeout=10))).ok.payload.to_bytes()
+            )
+            wait_for(lambda: status()["streams_pending"] == 0, 60, "every stream created")
+            flushes = status()["flushes"]
+            wait_for(lambda: status()["flushes"] > flushes, 10, "one more flush")
         assert stop(proc) == 1
     log = (tmp_path / "recorderd.log").read_text()
     assert "left as after a crash" in log and "Traceback" not in log
@@ -259,3 +266,40 @@ def test_a_long_running_recorder_log_stays_small_under_per_message_warnings(
     assert statistics(tmp_path / "rec" / "s")["streams"]["gappy/spikes/l"]["missing"] == 9998
     log_bytes = os.path.getsize(tmp_path / "recorderd.log")
     assert log_bytes < 20_000, f"{log_bytes} bytes of log"
+
+
+def test_block_mode_slows_the_publisher_instead_of_dropping(tmp_path: Path) -> None:
+    """--on-overflow block: a small intake and a fast BLOCK publisher lose nothing, and
+    control states, presence and the live status keep working meanwhile."""
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    session_dir = tmp_path / "rec" / "s"
+    args = ["--session", "s", "--recording-dir", str(tmp_path / "rec"), "--listen", endpoint]
+    args += ["--on-overflow", "block", "--intake-max-mb", "1", "--flush-interval", "0.2"]
+    key = P.data_key("brain", "fast-0", SPIKES, "l")
+    n = 3000
+    big = [
+        data_message(SPIKES, q, np.arange(q % 7, 20_000, 9), layer_size=20_000) for q in range(n)
+    ]
+    statuses: list[dict[str, object]] = []
+    with recorderd(tmp_path, *args) as proc:
+        with publisher(endpoint, key) as ses:
+            token = ses.liveliness().declare_token(P.liveliness_key("brain", "fast-0"))
+            pub = ses.declare_publisher(key, congestion_control=zenoh.CongestionControl.BLOCK)
+            for q, payload in enumerate(big):
+                pub.put(payload)
+                if q % 500 == 0:
+                    ses.put(P.control_key("brain", "fast-0"), control_message("fast-0", q // 500))
+                    replies = list(ses.get(P.status_key("brain", "s"), timeout=10))
+                    statuses += [json.loads(r.ok.payload.to_bytes()) for r in replies if r.ok]
+            assert len(list(ses.get(P.flush_key("brain", "fast-0"), timeout=10))) == 1
+            token.undeclare()
+        wait_for(lambda: received(session_dir) == n + 6, 60, "every message")
+        assert stop(proc) == 0
+    stats = statistics(session_dir)
+    st = stats["streams"]["fast-0/spikes/l"]
+    assert (st["written"], st["dropped"], st["missing"]) == (n, 0, 0)
+    assert stats["totals"]["intake_dropped"] == 0
+    assert len(statuses) == 6  # the status queryable answered while the intake blocked
+    with SessionReader(session_dir) as r:
+        assert [c["seq"] for c in r.control_states()] == list(range(6))
+        assert [e["event"] for e in r.presence_events()] == ["join", "leave"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from recorderd.daemon.intake import BATCH, BUCKETS, ITEM_OVERHEAD, Intake
 
 
@@ -76,3 +79,32 @@ def test_clear_counts_every_queued_sample_as_dropped() -> None:
             intake.put(key(n), b"x", 0.0)
     assert intake.clear() == 15 and intake.dropped == 15 and len(intake) == 0
     assert intake.take(10, 1 << 20) == []
+
+
+def test_block_mode_waits_for_room_instead_of_dropping() -> None:
+    intake = Intake(max_messages=10, max_bytes=1 << 30, prefix="brain", block=True)
+    results: list[bool] = []
+    producer = threading.Thread(
+        target=lambda: results.extend(intake.put(key("a"), b"x", 0.0) for _ in range(100))
+    )
+    producer.start()
+    got = 0
+    while got < 100:
+        got += len(intake.take(7, 1 << 30))
+        time.sleep(0.001)
+    producer.join(timeout=10)
+    assert results == [True] * 100 and intake.dropped == 0 and intake.high_water <= 10
+    assert intake.blocked_s > 0
+
+
+def test_closing_releases_a_blocked_put_and_counts_the_drop() -> None:
+    intake = Intake(max_messages=2, max_bytes=1 << 30, prefix="brain", block=True)
+    assert intake.put(key("a"), b"x", 0.0) and intake.put(key("a"), b"x", 0.0)
+    results: list[bool] = []
+    t = threading.Thread(target=lambda: results.append(intake.put(key("a"), b"x", 0.0)))
+    t.start()
+    time.sleep(0.2)
+    assert t.is_alive()  # waiting for room
+    intake.close()
+    t.join(timeout=5)
+    assert results == [False] and intake.dropped == 1

@@ -11,6 +11,7 @@ import json
 import logging
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from analysis.analyzer import SimulationAnalyzer
 from analysis.reader import SessionReader
+from recorderd import RecorderConfig, SimulationRecorder
 from recorderd import wire as P
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.pipeline import Pipeline
@@ -253,3 +255,26 @@ def test_a_version_2_session_is_appended_to_and_upgraded(make_settings: MakeSett
         assert r.recorded_count("u", "l") == 100
     with h5py.File(path, "r") as f:
         assert int(f.attrs[L.ATTR_FORMAT_VERSION]) == L.FORMAT_VERSION
+
+
+def test_a_huge_sparse_layer_is_analysed_in_what_its_spikes_cost(tmp_path: Path) -> None:
+    """6 spikes in a layer of 2**26 neurons: the analysis follows the spikes, not the size."""
+    config = RecorderConfig(output_dir=tmp_path, session_name="huge")
+    with SimulationRecorder(config) as rec:
+        for step, ids in enumerate([[5], [], [5, 70_000_000 % (1 << 26)], [9, 60], [5]]):
+            rec.record_spikes("big", "l", np.asarray(ids), layer_size=1 << 26, step=step)
+    tracemalloc.start()
+    try:
+        with SimulationAnalyzer(tmp_path / "huge") as an:
+            rate = an.compute_firing_rate("big", "l")
+            summary = an.summary()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB"
+    assert rate["sparse"] and rate["n_recorded_neurons"] == 1 << 26
+    assert rate["neuron_ids"].tolist() == [5, 9, 60, 70_000_000 % (1 << 26)]
+    assert rate["spike_counts"].tolist() == [3, 1, 1, 1] and rate["total_spikes"] == 6
+    assert rate["active_fraction"] == pytest.approx(4 / (1 << 26))
+    assert rate["mean_rate_hz"] == pytest.approx(6 / (1 << 26) / 0.005)
+    assert summary["nodes"]["big"]["layers"]["l"]["total_spikes"] == 6

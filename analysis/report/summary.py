@@ -83,7 +83,7 @@ def layer_entry(scan: PopulationScan) -> dict[str, Any]:
     """The summary of one spike population."""
     info = scan.info
     return {
-        "neurons_recorded": int(info.neurons.size),
+        "neurons_recorded": int(info.n_neurons),
         "layer_size": info.layer_size,
         "subsample_rate": info.subsample_rate,
         "total_spikes": scan.total_spikes,

@@ -50,7 +50,7 @@ CHECK_EVERY: Final = 64
 _NEW_INCARNATION: Final = frozenset({Verdict.FIRST, Verdict.RESTART, Verdict.RESYNC})
 
 
-@dataclass
+@dataclass(eq=False)
 class _Stream:
     """One data stream's state: sequence tracking, neuron selection and buffers."""
 
@@ -106,6 +106,7 @@ class Recorder:
         )
         self.events = RateLimitedLog(log)
         self._streams: dict[str, _Stream] = {}
+        self._touched: set[_Stream] = set()  # streams with buffered messages
         self._control: dict[str, SequenceTracker] = {}  # node id -> control-stream tracker
         self._resumed_control: dict[str, SequenceTracker] = {}  # from the control log
         self.limits = StreamLimits(
@@ -281,7 +282,15 @@ class Recorder:
         )
         self._buffer(stream, frames, data)
 
+    def write_buffered(self) -> None:
+        """Hand every buffered message to the writer (the daemon does it after each batch:
+        whole chunks then leave at once and ``written`` counts every message handled)."""
+        touched, self._touched = self._touched, set()
+        for stream in touched:
+            self._write(stream)
+
     def _buffer(self, stream: _Stream, frames: Frames, data: npt.NDArray[Any]) -> None:
+        self._touched.add(stream)
         self._buffered += stream.buffer.add(frames, data)
         if (
             stream.buffer.messages >= self.settings.buffer_size

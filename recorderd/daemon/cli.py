@@ -23,6 +23,13 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 CompressionChoice = StrEnum("CompressionChoice", {c: c for c in COMPRESSIONS})  # type: ignore[misc]
 
 
+class OverflowChoice(StrEnum):
+    """What a full intake does."""
+
+    drop = "drop"
+    block = "block"
+
+
 def _configure_logging(level: str) -> None:
     # One line per event, no timestamps when journald adds its own.
     fmt = "%(levelname)s %(name)s: %(message)s"
@@ -87,6 +94,10 @@ def record(
     max_streams_per_node: Annotated[
         int | None, typer.Option(help="Most streams recorded per node [256]")
     ] = None,
+    on_overflow: Annotated[
+        OverflowChoice | None,
+        typer.Option(help="When the intake is full: drop (counted) or block the bus [drop]"),
+    ] = None,
     intake_max_mb: Annotated[
         float | None,
         typer.Option(help="MB of received payloads queued at most [1/16 of RAM, <= 512]"),
@@ -139,6 +150,7 @@ def record(
             max_streams=max_streams,
             max_streams_per_node=max_streams_per_node,
             intake_max_mb=intake_max_mb,
+            on_overflow=on_overflow.value if on_overflow else None,
             stop_when_idle=stop_when_idle,
             parent_pid=parent_pid,
         )

@@ -14,11 +14,18 @@ to the writer round-robin, so that one node flooding the bus cannot starve the o
 
 Every drop is counted, in all and per key. :meth:`Intake.put` never blocks for longer
 than a short lock; it is what Zenoh's callback threads call.
+
+With ``block=True`` (``--on-overflow block``) a full intake does not drop: ``put`` waits
+until the writer has taken enough to make room (or the intake is closed at shutdown,
+which drops and counts what still waits). Zenoh's thread then stops reading that link,
+and a publisher with BLOCK congestion control is slowed down by the bus instead of
+losing messages.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from typing import Final, NamedTuple
 
@@ -43,11 +50,18 @@ class Sample(NamedTuple):
 class Intake:
     """Fair bounded queue; :meth:`put` from any thread, :meth:`take` from the writer thread."""
 
-    def __init__(self, max_messages: int, max_bytes: int, prefix: str) -> None:
+    def __init__(
+        self, max_messages: int, max_bytes: int, prefix: str, *, block: bool = False
+    ) -> None:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
+        self.block = block
         self._head = len(prefix) + 1
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when take() frees room
+        self._closed = False
+        #: Seconds put() spent waiting for room (block mode), in all.
+        self.blocked_s = 0.0
         # Per queue: (key, payload, received_at, size) tuples, cheaper than objects here.
         self._queues: list[deque[tuple[str, bytes | None, float, int]]] = [
             deque() for _ in range(BUCKETS)
@@ -83,6 +97,8 @@ class Intake:
         q = self._queue_of(key, node)
         with self._lock:
             full = self.messages >= self.max_messages or self.bytes + size > self.max_bytes
+            if full and self.block:
+                full = not self._wait_for_room(size)
             if full and not self._make_room(q, key, size):
                 return False
             self._queues[q].append((key, payload, received_at, size))
@@ -95,6 +111,27 @@ class Intake:
                 self._in_ring[q] = True
                 self._ring.append(q)
         return True
+
+    def _wait_for_room(self, size: int) -> bool:
+        """Wait (lock held, released while waiting) until ``size`` fits; False if closed.
+
+        A message larger than the whole byte bound can never fit: it is dropped at once.
+        """
+        if size > self.max_bytes:
+            return False
+        start = time.monotonic()
+        while not self._closed and (
+            self.messages >= self.max_messages or self.bytes + size > self.max_bytes
+        ):
+            self._room.wait(0.1)
+        self.blocked_s += time.monotonic() - start
+        return not self._closed
+
+    def close(self) -> None:
+        """Stop waiting in :meth:`put` (shutdown): what cannot fit is dropped from now on."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
 
     def _make_room(self, q: int, key: str, size: int) -> bool:
         """Drop from the longest queue until the sample fits, unless its own queue is the
@@ -144,6 +181,8 @@ class Intake:
                 else:
                     self._in_ring[q] = False
             self.messages -= len(out)
+            if out and self.block:
+                self._room.notify_all()
         return out
 
     def clear(self) -> int:

@@ -56,6 +56,7 @@ class Daemon:
             prefix=settings.prefix,
             capacity=settings.intake_capacity,
             capacity_bytes=int(settings.intake_max_mb * 1e6),
+            block=settings.on_overflow == "block",
             flush_interval=settings.flush_interval,
             min_free_disk_mb=settings.min_free_disk_mb,
         )
@@ -275,6 +276,11 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "file_bytes": file_bytes,
             "intake_queued": self.pipeline.queued,
+            "flushes": self.pipeline.flushes,
+            # New streams whose groups are not in the file yet (created at the next flushes).
+            "streams_pending": len(self.recorder.writer.streams.pending),
+            "longest_flush_gap_s": round(self.pipeline.longest_flush_gap, 3),
+            "last_flush_age_s": round(time.monotonic() - self.pipeline.last_flush, 3),
             "nodes_alive": sorted(self._alive),
             **stats,
         }

@@ -61,6 +61,7 @@ class Pipeline:
         flush_interval: float,
         min_free_disk_mb: float = 0.0,
         capacity_bytes: int = 512 << 20,
+        block: bool = False,
     ) -> None:
         self.recorder = recorder
         self._prefix = prefix
@@ -69,7 +70,7 @@ class Pipeline:
         self._last_free: int | None = None
         #: Why the pipeline stopped by itself ("disk_low"), None if asked to stop.
         self.stop_reason: str | None = None
-        self.intake = Intake(capacity, capacity_bytes, prefix)
+        self.intake = Intake(capacity, capacity_bytes, prefix, block=block)
         self._keys: dict[str, StreamKey] = {}
         self._stopping = threading.Event()
         self._abort = threading.Event()
@@ -79,8 +80,9 @@ class Pipeline:
         self._logged_rejected = 0
         #: time.monotonic() of the last completed flush: the writer's heartbeat.
         self.last_flush = time.monotonic()
-        #: The longest time between two flushes so far (seconds).
+        #: The longest time between two flushes so far (seconds), and how many there were.
         self.longest_flush_gap = 0.0
+        self.flushes = 0
 
     # -- called from other threads ---------------------------------------------------
 
@@ -97,6 +99,7 @@ class Pipeline:
     def stop(self) -> None:
         """Ask :meth:`run` to write what is queued, finish the session and return."""
         self._stopping.set()
+        self.intake.close()  # nothing waits for room any more (block mode)
 
     def abort(self) -> None:
         """Ask :meth:`run` to stop at its next safe point and leave the session as a crash would.
@@ -160,10 +163,17 @@ class Pipeline:
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero
             self.error = exc
-            self.intake.clear()
+            lost = self.intake.clear()
             where = self.recorder.settings.session_dir
             if isinstance(exc, WriteAborted):
                 log.error("%s: %s", where, exc)
+                if lost:
+                    log.error("%d queued message(s) not recorded (counted as intake_dropped)", lost)
+                self._sync_counters()
+                try:  # the counters of this run, beside the session left for recovery
+                    recorder.writer.write_statistics(recorder.statistics_document())
+                except OSError as stats_exc:
+                    log.error("could not write the statistics: %s", stats_exc)
                 recorder.writer.abandon()
                 return
             if isinstance(exc, OSError):
@@ -212,6 +222,7 @@ class Pipeline:
         self._log_losses()
         self.recorder.flush()
         self.last_flush = time.monotonic()
+        self.flushes += 1
 
     def _log_losses(self) -> None:
         # Every change of a loss counter reaches the log, at most once per flush.
@@ -262,6 +273,7 @@ class Pipeline:
                 self.handle(key, payload, received_at)
         for key, payloads in groups.items():
             self.handle_data(self._keys[key], key, payloads)
+        self.recorder.write_buffered()
         return len(samples)
 
     def handle_data(self, sk: StreamKey, key: str, payloads: list[bytes]) -> None:

@@ -69,6 +69,9 @@ class RecorderSettings(BaseSettings):
     compression_level: CompressionLevel = DEFAULT_COMPRESSION_LEVEL
     flush_interval: FlushInterval = DEFAULT_FLUSH_INTERVAL
     intake_capacity: int = Field(default=200_000, ge=100, description="messages")
+    #: What a full intake does: drop new messages (counted), or block Zenoh's thread
+    #: until there is room (publishers with BLOCK congestion control are slowed).
+    on_overflow: Literal["drop", "block"] = "drop"
     intake_max_mb: float = Field(
         default_factory=default_intake_mb, ge=1, description="MB of queued payloads"
     )

@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 LOCK_POLL_S: Final = 0.2
 #: New streams created per non-SWMR window: bounds how long one window lasts.
 STREAMS_PER_WINDOW: Final = 64
+#: Seconds a flush may spend creating new streams (the rest wait for the next flush).
+STREAM_CREATION_BUDGET_S: Final = 0.25
 
 
 class SessionWriter:
@@ -232,6 +234,10 @@ class SessionWriter:
                 self._control = None
             self._unlock()
 
+    def write_statistics(self, statistics: dict[str, Any]) -> None:
+        """Rewrite ``recording_statistics.json`` now (also after an abandoned session)."""
+        self._statistics.write(statistics)
+
     def checkpoint(self) -> None:
         """A safe point of a long flush or close: raise :class:`WriteAborted` if asked to."""
         if self.should_abort():
@@ -282,7 +288,7 @@ class SessionWriter:
         ``statistics`` may be a function: it is then called only when the document is
         due (a large one is rewritten every :data:`STATISTICS_PERIOD_S`).
         """
-        self._create_pending()
+        self._create_pending(STREAM_CREATION_BUDGET_S)
         if self._nodes.pending or self.streams.pending_sorting:
             with self._structure() as root:
                 self._apply_pending(root)
@@ -358,10 +364,16 @@ class SessionWriter:
         yield self._file
         self._reopen(swmr=True)
 
-    def _create_pending(self) -> None:
-        """Create new streams, at most :data:`STREAMS_PER_WINDOW` per window."""
+    def _create_pending(self, budget_s: float | None = None) -> None:
+        """Create new streams, at most :data:`STREAMS_PER_WINDOW` per window.
+
+        With ``budget_s`` (a flush), stop starting windows after that long: a flood of
+        new streams must not keep the writer from draining the bus; the rest wait for
+        the next flush (their rows in memory, not yet durable).
+        """
         pending = self.streams.pending
-        while pending:
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        while pending and (deadline is None or time.monotonic() < deadline):
             self.checkpoint()
             batch = pending[:STREAMS_PER_WINDOW]
             del pending[:STREAMS_PER_WINDOW]

@@ -1,0 +1,52 @@
+"""A quick run of the side-by-side benchmark: counts only, no timing.
+
+``bench/perf.py --quick`` runs every sink (count, mcap, seed, recorderd as a daemon
+process) on every workload, plus the sustained-rate steps. Asserted: every sink got every
+published message in workloads a and b, recorderd lost nothing and wrote everything, and
+the tables have one row per sink.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "perf.py"
+SINKS = ("count", "mcap", "seed", "recorderd")
+
+
+def test_perf_quick(tmp_path: Path) -> None:
+    out = tmp_path / "perf.json"
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    runs: dict[tuple[str, str], dict[str, Any]] = {
+        (r["workload"], r["sink"]): r for r in result["runs"]
+    }
+    for workload in ("a", "b"):
+        for sink in SINKS:
+            r = runs[(workload, sink)]
+            assert "error" not in r, r.get("error")
+            assert r["published"] == r["expected"] > 0, (workload, sink)
+            assert r["received"] == r["published"], (workload, sink)
+            assert r["completed"], (workload, sink)
+    for (workload, sink), r in runs.items():
+        assert "error" not in r, (workload, sink, r.get("error"))
+        if sink == "recorderd":
+            assert r["lost"] == 0, (workload, r["recorderd"]["final_totals"])
+            assert r["written"] == r["published"] == r["expected"], workload
+            assert r["recorderd"]["exit_code"] == 0, r["recorderd"]["log"]
+    for sink in SINKS:
+        assert f"| {sink} |" in run.stdout
+    sustained = result["sustained"]
+    assert sustained["steps"], sustained
+    assert sustained["latency"]["frames"] > 0, sustained["latency"]
