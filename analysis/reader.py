@@ -93,6 +93,8 @@ class SessionReader(ClosesOnExit):
             raise UnsupportedFormatError(self.path, version)
         self._version = version
         self._layers: dict[str, dict[str, list[str]]] = {}  # kind -> node -> layers
+        self._frames: dict[tuple[str, str, str], Frames] = {}  # the last few streams'
+        self._extents: dict[tuple[str, str], tuple[int, int]] = {}
 
     @property
     def state(self) -> SessionState:
@@ -272,7 +274,15 @@ class SessionReader(ClosesOnExit):
         index last, so a reader can see them at different lengths: only rows present in
         all three datasets and indexed by a complete frame count.
         """
-        return _spike_extent(self._stream(L.SPIKES, node_id, layer))[1]
+        return self._spike_extent(node_id, layer)[1]
+
+    def _spike_extent(self, node_id: str, layer: str) -> tuple[int, int]:
+        extent = self._extents.get((node_id, layer))
+        if extent is None:
+            extent = self._extents[(node_id, layer)] = _spike_extent(
+                self._stream(L.SPIKES, node_id, layer)
+            )
+        return extent
 
     def sorting(self, node_id: str, layer: str) -> str:
         """SONATA ``sorting`` of a spike population: ``none``, ``by_id`` or ``by_time``."""
@@ -285,14 +295,27 @@ class SessionReader(ClosesOnExit):
         return runs_of(self.frames(node_id, layer, kind), self.dt_ms(node_id, layer, kind))
 
     def frames(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> Frames:
-        """The per-message index of a stream (rows that are complete in every dataset)."""
+        """The per-message index of a stream (rows that are complete in every dataset).
+
+        The last few streams' frames are kept: a summary asks for them several times.
+        """
         kind = group_of(kind)
+        key = (kind, node_id, layer)
+        frames = self._frames.get(key)
+        if frames is not None:
+            return frames
         g = self._stream(kind, node_id, layer)
-        data_rows = _spike_extent(g)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
+        data_rows = (
+            self._spike_extent(node_id, layer)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
+        )
         if kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] == (0,):
             data_rows = _frame_rows(g)  # no neuron recorded: the frames alone
         n = min(_frame_rows(g), data_rows)
-        return Frames(*(g.dataset(name).read(0, n) for name in _FRAME_NAMES))
+        frames = Frames(*(g.dataset(name).read(0, n) for name in _FRAME_NAMES))
+        if len(self._frames) >= _FRAMES_KEPT:
+            del self._frames[next(iter(self._frames))]
+        self._frames[key] = frames
+        return frames
 
     def membrane(
         self, node_id: str, layer: str
@@ -379,6 +402,8 @@ class SessionReader(ClosesOnExit):
         return self._file.stream(group_of(kind), node_id, layer)
 
 
+#: Streams whose frames a reader keeps (they are re-read for later streams).
+_FRAMES_KEPT: Final = 4
 _FRAME_NAMES: Final = (
     L.FRAME_STEP,
     L.FRAME_TIME,

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: How long a reader waits for a live session's journal to appear or a closing one's to go.
 JOURNAL_WAIT_S: Final = 2.0
+#: Streams kept open per file (with their datasets): the last few used. An open dataset
+#: holds HDF5's chunk cache, so thousands of streams must not stay open.
+STREAMS_KEPT: Final = 8
 #: The stream kinds, as the names of their top-level groups.
 KINDS: Final = tuple(TOP_GROUPS.values())
 
@@ -88,7 +91,11 @@ class DatasetView:
         rest: tuple[Any, ...] = () if cols is None else (list(cols),)
         parts = []
         if lo < main:
-            parts.append(np.asarray(self._ds[(slice(lo, min(hi, main)), *rest)]))
+            top = min(hi, main)
+            if cols is None:
+                parts.append(self._read_rows(lo, top))
+            else:
+                parts.append(np.asarray(self._ds[(slice(lo, top), *rest)]))
         if hi > main:
             tail = self._tail[max(lo - main, 0) : hi - main]
             parts.append(tail if cols is None else tail[:, list(cols)])
@@ -96,6 +103,18 @@ class DatasetView:
             empty = self._tail[:0]
             return empty if cols is None else empty[:, list(cols)]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _read_rows(self, lo: int, hi: int) -> npt.NDArray[Any]:
+        """File rows ``lo`` to ``hi`` through HDF5's low-level read (a tenth of the
+        overhead of h5py's slicing, which counts with thousands of small streams)."""
+        row_shape = self.shape[1:]
+        out = np.empty((hi - lo, *row_shape), dtype=self.dtype)
+        if hi > lo and out.size:
+            dsid = self._ds.id
+            fspace = dsid.get_space()
+            fspace.select_hyperslab((lo, *(0,) * len(row_shape)), out.shape)
+            dsid.read(h5py.h5s.create_simple(out.shape), fspace, out)
+        return out
 
     def row(self, i: int) -> Any:
         """One row (negative ``i`` counts from the end)."""
@@ -129,12 +148,20 @@ class StreamView:
         self.path: str = group.name
         #: The group's attributes as plain Python values.
         self.attrs: dict[str, Any] = {k: plain(v) for k, v in group.attrs.items()}
+        self._names = set(group.keys())
+        self._datasets: dict[str, DatasetView] = {}
 
     def __contains__(self, name: str) -> bool:
-        return name in self._group
+        return name in self._names
 
     def dataset(self, name: str) -> DatasetView:
-        """A dataset of the stream, as committed."""
+        """A dataset of the stream, as committed (opened once per view)."""
+        view = self._datasets.get(name)
+        if view is None:
+            view = self._datasets[name] = self._open(name)
+        return view
+
+    def _open(self, name: str) -> DatasetView:
         ds = self._group[name]
         if self._journal is None or not is_appendable(ds):
             return DatasetView(ds)
@@ -159,6 +186,7 @@ class SessionFile:
         #: journal, the file left as it is).
         self.state: SessionState = "clean"
         self._journal: Replay | None = None
+        self._streams: dict[tuple[str, str, str], StreamView] = {}
         try:
             self._open_journal(recover)
             self._h5 = open_readonly(data)
@@ -195,6 +223,7 @@ class SessionFile:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
+        self._streams.clear()
         self._h5.close()
 
     # -- what is there ---------------------------------------------------------------
@@ -223,12 +252,18 @@ class SessionFile:
         return list(self._h5[kind].keys()) if kind in self._h5 else []
 
     def stream(self, kind: str, node_id: str, layer: str) -> StreamView:
-        """One stream; ``KeyError`` naming it if the session has no such stream."""
-        try:
-            group = self._h5[kind][L.population(node_id, layer)]
-        except KeyError:
-            raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
-        return StreamView(group, self._journal)
+        """One stream (the last few stay open); ``KeyError`` naming it if there is none."""
+        key = (kind, node_id, layer)
+        view = self._streams.get(key)
+        if view is None:
+            try:
+                group = self._h5[kind][L.population(node_id, layer)]
+            except KeyError:
+                raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}") from None
+            if len(self._streams) >= STREAMS_KEPT:  # the oldest: its datasets close
+                del self._streams[next(iter(self._streams))]
+            view = self._streams[key] = StreamView(group, self._journal)
+        return view
 
     def streams(self, kind: str) -> Iterator[StreamView]:
         """Every stream of a kind, one at a time."""
