@@ -278,3 +278,27 @@ def test_a_huge_sparse_layer_is_analysed_in_what_its_spikes_cost(tmp_path: Path)
     assert rate["active_fraction"] == pytest.approx(4 / (1 << 26))
     assert rate["mean_rate_hz"] == pytest.approx(6 / (1 << 26) / 0.005)
     assert summary["nodes"]["big"]["layers"]["l"]["total_spikes"] == 6
+
+
+def test_streams_waiting_for_creation_keep_their_rows_across_flushes(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of new streams can leave a busy stream uncreated for several flushes."""
+    from recorderd.session import writer as W
+
+    settings = make_settings()
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100_000, flush_interval=1.0)
+    monkeypatch.setattr(W, "STREAM_CREATION_BUDGET_S", 0.0)  # no time to create streams
+    n = 2 * L.FRAME_CHUNK + 5  # more than a whole chunk of frames while uncreated
+    for seq in range(n):
+        pipe.handle(spikes_key("busy"), data_message(SPIKES, seq, [seq % 90]), 0.0)
+        if seq % 1000 == 0:
+            recorder.flush()
+    recorder.flush()
+    assert recorder.writer.streams.pending  # still waiting
+    recorder.finish()  # creates it and writes everything
+    with SessionReader(settings.session_dir) as r:
+        assert r.frames("busy", "l").seq.tolist() == list(range(n))
+        assert r.spikes("busy", "l").neuron_ids.tolist() == [s % 90 for s in range(n)]

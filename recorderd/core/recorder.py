@@ -15,23 +15,22 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from recorderd.core.buffer import StreamBuffer, one_frame
+from recorderd.core.buffer import one_frame
 from recorderd.core.limits import StreamLimits
 from recorderd.core.ratelog import RateLimitedLog
 from recorderd.core.sequence import SequenceTracker, Verdict
 from recorderd.core.settings import CoreSettings
 from recorderd.core.stats import Statistics, StreamStats
+from recorderd.core.stream import DataStream
 from recorderd.core.subsample import RULE, select_neurons
 from recorderd.session import layout as L
 from recorderd.session.errors import ShapeChangedError
 from recorderd.session.frames import Frames
-from recorderd.session.streams import StreamHandle
 from recorderd.session.writer import SessionWriter
 from recorderd.wire import ControlState, DataMessage, Kind, Reason, StreamKey
 from recorderd.wire.batch import Batch
@@ -50,45 +49,6 @@ CHECK_EVERY: Final = 64
 _NEW_INCARNATION: Final = frozenset({Verdict.FIRST, Verdict.RESTART, Verdict.RESYNC})
 
 
-@dataclass(eq=False)
-class _Stream:
-    """One data stream's state: sequence tracking, neuron selection and buffers."""
-
-    key: str
-    kind: Kind
-    node_id: str
-    name: str
-    stats: StreamStats
-    shape: tuple[int, ...]
-    dt_ms: float
-    handle: StreamHandle
-    tracker: SequenceTracker
-    buffer: StreamBuffer = field(default_factory=StreamBuffer)
-
-    def select(self, data: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The recorded part of one message's data (all of it unless subsampled)."""
-        recorded = self.handle.recorded_neurons
-        if recorded is None or self.kind is Kind.WEIGHTS:
-            return data
-        if self.kind is Kind.MEMBRANE:
-            row: npt.NDArray[Any] = data[recorded]
-            return row
-        kept: npt.NDArray[Any] = data[self.keep(data)]
-        return kept
-
-    def keep(self, ids: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-        """Which spike indices are of recorded neurons (memory follows the subset)."""
-        recorded = self.handle.recorded_neurons
-        if recorded is None:
-            return np.ones(ids.size, dtype=bool)
-        if not ids.size or not recorded.size:
-            return np.zeros(ids.size, dtype=bool)
-        pos = np.searchsorted(recorded, ids)
-        np.minimum(pos, recorded.size - 1, out=pos)
-        hit: npt.NDArray[np.bool_] = recorded[pos] == ids
-        return hit
-
-
 class Recorder:
     """Accepts decoded messages, accounts for them and writes them in batches."""
 
@@ -105,8 +65,8 @@ class Recorder:
             subsampling_rule=RULE,
         )
         self.events = RateLimitedLog(log)
-        self._streams: dict[str, _Stream] = {}
-        self._touched: set[_Stream] = set()  # streams with buffered messages
+        self._streams: dict[str, DataStream] = {}
+        self._touched: set[DataStream] = set()  # streams with buffered messages
         self._control: dict[str, SequenceTracker] = {}  # node id -> control-stream tracker
         self._resumed_control: dict[str, SequenceTracker] = {}  # from the control log
         self.limits = StreamLimits(
@@ -225,61 +185,20 @@ class Recorder:
         if stream is None:
             self.add(node_id, name, batch.message(0, kind))
             stream, start = self._streams.get(key), 1
-        if stream is not None and start < n and self._continues(stream, kind, h[start:]):
-            self._add_run(stream, kind, batch, start, n)
+        if stream is not None and start < n and stream.continues(h[start:], self.clock()):
+            self._add_run(stream, batch, start, n)
             return
         for i in range(start, n):
             self.add(node_id, name, batch.message(i, kind))
 
-    def _continues(self, stream: _Stream, kind: Kind, h: npt.NDArray[Any]) -> bool:
-        """Whether a run exactly continues the stream (the fast path's condition)."""
-        inc, seq = h["incarnation"], h["seq"]
-        if (inc != inc[0]).any() or (h["dt_ms"] != stream.dt_ms).any():
-            return False
-        if h.size > 1 and (np.diff(seq) != 1).any():
-            return False
-        if kind is Kind.WEIGHTS:
-            same = (h["n0"] == stream.shape[0]) & (h["n1"] == stream.shape[1])
-        else:
-            same = h["layer_size"] == stream.shape[0]
-        if not same.all():
-            return False
-        return stream.tracker.accept_run(int(inc[0]), int(seq[0]), int(h.size), self.clock())
-
-    def _add_run(self, stream: _Stream, kind: Kind, batch: Batch, lo: int, hi: int) -> None:
-        h = batch.header[lo:hi]
-        n = hi - lo
-        flat = batch.data[batch.offsets[lo] : batch.offsets[hi]]
+    def _add_run(self, stream: DataStream, batch: Batch, lo: int, hi: int) -> None:
         st = stream.stats
-        st.received += n
+        frames, data, spikes = stream.run(batch, lo, hi)
+        st.received += hi - lo
         if st.first_step is None:
-            st.first_step = int(h["step"][0])
-        st.last_step = int(h["step"][-1])
-        if kind is Kind.SPIKES:
-            st.spikes_received += int(flat.size)
-            counts = h["n0"].astype(np.uint32)
-            recorded = stream.handle.recorded_neurons
-            if recorded is not None:
-                keep = stream.keep(flat)
-                owner = np.repeat(np.arange(n), h["n0"].astype(np.int64))
-                counts = np.bincount(owner[keep], minlength=n).astype(np.uint32)
-                flat = flat[keep]
-            data: npt.NDArray[Any] = flat
-        elif kind is Kind.MEMBRANE:
-            rows = flat.reshape(n, stream.shape[0])
-            recorded = stream.handle.recorded_neurons
-            data = rows if recorded is None else rows[:, recorded]
-            counts = np.full(n, data.shape[1], np.uint32)
-        else:
-            data = flat.reshape(n, *stream.shape)
-            counts = np.full(n, stream.shape[0], np.uint32)
-        frames = Frames(
-            h["step"].astype(np.int64),
-            h["time_ms"].astype(np.float64),
-            h["seq"].astype(np.uint64),
-            h["incarnation"].astype(np.uint64),
-            counts,
-        )
+            st.first_step = int(frames.steps[0])
+        st.last_step = int(frames.steps[-1])
+        st.spikes_received += spikes
         self._buffer(stream, frames, data)
 
     def write_buffered(self) -> None:
@@ -289,7 +208,7 @@ class Recorder:
         for stream in touched:
             self._write(stream)
 
-    def _buffer(self, stream: _Stream, frames: Frames, data: npt.NDArray[Any]) -> None:
+    def _buffer(self, stream: DataStream, frames: Frames, data: npt.NDArray[Any]) -> None:
         self._touched.add(stream)
         self._buffered += stream.buffer.add(frames, data)
         if (
@@ -430,7 +349,7 @@ class Recorder:
             self.reject(Reason.STREAM_LIMIT, why, key)
         return why is None
 
-    def _open(self, key: str, node_id: str, name: str, msg: DataMessage) -> _Stream | None:
+    def _open(self, key: str, node_id: str, name: str, msg: DataMessage) -> DataStream | None:
         h = msg.header
         s = self.settings
         rate = s.membrane_subsample_rate if h.kind is Kind.MEMBRANE else s.spike_subsample_rate
@@ -461,7 +380,7 @@ class Recorder:
         if handle.last_frame is not None:
             # An earlier run recorded this stream: messages lost in between are gaps too.
             tracker = SequenceTracker.resumed(*handle.last_frame)
-        stream = _Stream(
+        stream = DataStream(
             key,
             h.kind,
             node_id,
@@ -485,7 +404,7 @@ class Recorder:
                 self.writer.checkpoint()
             self._write(stream)
 
-    def _write(self, stream: _Stream) -> None:
+    def _write(self, stream: DataStream) -> None:
         if not stream.buffer.messages:
             return
         self._buffered -= stream.buffer.bytes

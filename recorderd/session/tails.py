@@ -97,7 +97,7 @@ class Tails:
     def write_full(self, file: h5py.File) -> None:
         """Write the whole chunks of every changed dataset, all of them in the file after."""
         for a in self._dirty:
-            if a.full:
+            if a.full and a.created:  # a stream still waiting for creation keeps its rows
                 self.write_chunks(a, file)
         self._chunks.drain(file)
 
