@@ -25,13 +25,21 @@ from analysis.records import (
     runs_of,
     span_of,
 )
+from analysis.rows import (
+    FRAME_NAMES,
+    Steps,
+    bisect_left,
+    concat,
+    frame_rows,
+    read_spike_rows,
+    spike_extent,
+)
 from recorderd.session import layout as L
 from recorderd.session.closing import ClosesOnExit
 from recorderd.session.controllog import read_records
 from recorderd.session.frames import Frames
 from recorderd.session.reader import (
     KINDS,
-    DatasetView,
     SessionFile,
     SessionFileError,
     StreamView,
@@ -223,12 +231,12 @@ class SessionReader(ClosesOnExit):
         g = self._stream(L.SPIKES, node_id, layer)
         n = self.spike_rows(node_id, layer)
         if t_start_ms is None and t_stop_ms is None:
-            return _read_rows(g, 0, n)
+            return read_spike_rows(g, 0, n)
         if self.sorting(node_id, layer) == "by_time":
             ts = g.dataset(L.TIMESTAMPS)
-            lo = 0 if t_start_ms is None else _bisect_left(ts, t_start_ms, 0, n)
-            hi = n if t_stop_ms is None else _bisect_left(ts, t_stop_ms, lo, n)
-            return _read_rows(g, lo, max(lo, hi))
+            lo = 0 if t_start_ms is None else bisect_left(ts, t_start_ms, 0, n)
+            hi = n if t_stop_ms is None else bisect_left(ts, t_stop_ms, lo, n)
+            return read_spike_rows(g, lo, max(lo, hi))
         parts = []
         for chunk in self.iter_spike_chunks(node_id, layer):
             keep = np.ones(chunk.times_ms.size, dtype=bool)
@@ -239,7 +247,7 @@ class SessionReader(ClosesOnExit):
             parts.append(
                 SpikeTrains(chunk.steps[keep], chunk.times_ms[keep], chunk.neuron_ids[keep])
             )
-        return _concat(parts)
+        return concat(parts)
 
     def iter_spike_chunks(
         self,
@@ -259,7 +267,7 @@ class SessionReader(ClosesOnExit):
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         g = self._stream(L.SPIKES, node_id, layer)
         times, ids = g.dataset(L.TIMESTAMPS), g.dataset(L.NODE_IDS)
-        steps_of = _Steps(g) if with_steps else None
+        steps_of = Steps(g) if with_steps else None
         n = self.spike_rows(node_id, layer)
         no_steps = np.zeros(0, dtype=np.int64)
         for lo in range(0, n, chunk_rows):
@@ -279,7 +287,7 @@ class SessionReader(ClosesOnExit):
     def _spike_extent(self, node_id: str, layer: str) -> tuple[int, int]:
         extent = self._extents.get((node_id, layer))
         if extent is None:
-            extent = self._extents[(node_id, layer)] = _spike_extent(
+            extent = self._extents[(node_id, layer)] = spike_extent(
                 self._stream(L.SPIKES, node_id, layer)
             )
         return extent
@@ -309,9 +317,9 @@ class SessionReader(ClosesOnExit):
             self._spike_extent(node_id, layer)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
         )
         if kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] == (0,):
-            data_rows = _frame_rows(g)  # no neuron recorded: the frames alone
-        n = min(_frame_rows(g), data_rows)
-        frames = Frames(*(g.dataset(name).read(0, n) for name in _FRAME_NAMES))
+            data_rows = frame_rows(g)  # no neuron recorded: the frames alone
+        n = min(frame_rows(g), data_rows)
+        frames = Frames(*(g.dataset(name).read(0, n) for name in FRAME_NAMES))
         if len(self._frames) >= _FRAMES_KEPT:
             del self._frames[next(iter(self._frames))]
         self._frames[key] = frames
@@ -404,82 +412,3 @@ class SessionReader(ClosesOnExit):
 
 #: Streams whose frames a reader keeps (they are re-read for later streams).
 _FRAMES_KEPT: Final = 4
-_FRAME_NAMES: Final = (
-    L.FRAME_STEP,
-    L.FRAME_TIME,
-    L.FRAME_SEQ,
-    L.FRAME_INCARNATION,
-    L.FRAME_COUNT,
-)
-
-
-def _frame_rows(g: StreamView) -> int:
-    # Version 1 writers appended the five datasets one by one: keep the common rows.
-    return min(g.dataset(name).rows for name in _FRAME_NAMES)
-
-
-def _spike_extent(g: StreamView) -> tuple[int, int]:
-    """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written."""
-    names = (L.TIMESTAMPS, L.NODE_IDS, L.STEPS) if L.STEPS in g else (L.TIMESTAMPS, L.NODE_IDS)
-    rows = min(g.dataset(name).rows for name in names)
-    ends = np.cumsum(g.dataset(L.FRAME_COUNT).read(0, _frame_rows(g)), dtype=np.int64)
-    n = int(np.searchsorted(ends, rows, side="right"))
-    return n, int(ends[n - 1]) if n else 0
-
-
-def _read_rows(g: StreamView, lo: int, hi: int) -> SpikeTrains:
-    return SpikeTrains(
-        _Steps(g).read(lo, hi),
-        g.dataset(L.TIMESTAMPS).read(lo, hi),
-        g.dataset(L.NODE_IDS).read(lo, hi),
-    )
-
-
-class _Steps:
-    """Per-spike steps of a population: the frames' steps repeated by their spike counts
-    (format 3), or the ``steps`` dataset of a format 2 stream."""
-
-    def __init__(self, g: StreamView) -> None:
-        self._ds = g.dataset(L.STEPS) if L.STEPS in g else None
-        if self._ds is None:
-            n = _frame_rows(g)
-            self._steps = g.dataset(L.FRAME_STEP).read(0, n)
-            counts = g.dataset(L.FRAME_COUNT).read(0, n).astype(np.int64)
-            self._ends = np.cumsum(counts)
-            self._starts = self._ends - counts
-
-    def read(self, lo: int, hi: int) -> npt.NDArray[np.int64]:
-        """Steps of spike rows ``lo`` to ``hi``."""
-        if self._ds is not None:
-            out: npt.NDArray[np.int64] = self._ds.read(lo, hi)
-            return out
-        if hi <= lo:
-            return np.zeros(0, dtype=np.int64)
-        f0 = int(np.searchsorted(self._ends, lo, side="right"))
-        f1 = int(np.searchsorted(self._ends, hi - 1, side="right")) + 1
-        reps = np.minimum(self._ends[f0:f1], hi) - np.maximum(self._starts[f0:f1], lo)
-        return np.repeat(self._steps[f0:f1].astype(np.int64), reps)
-
-
-def _concat(parts: list[SpikeTrains]) -> SpikeTrains:
-    if not parts:
-        return SpikeTrains(np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.uint32))
-    return SpikeTrains(
-        np.concatenate([p.steps for p in parts]),
-        np.concatenate([p.times_ms for p in parts]),
-        np.concatenate([p.neuron_ids for p in parts]),
-    )
-
-
-def _bisect_left(ds: DatasetView, value: float, lo: int, hi: int) -> int:
-    """First row in ``[lo, hi)`` of a sorted dataset whose value is ``>= value``.
-
-    Halves with single-row reads until one chunk's worth of rows is left, then reads that.
-    """
-    while hi - lo > ds.chunk_rows:
-        mid = (lo + hi) // 2
-        if float(ds.row(mid)) < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo + int(np.searchsorted(ds.read(lo, hi), value, side="left"))

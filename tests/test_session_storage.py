@@ -220,3 +220,39 @@ def test_our_chunks_are_what_hdf5_stores(tmp_path: Path) -> None:
         ds.id.write_direct_chunk((0,), codec.encode(data[:10], 4096, level=1))
     with h5py.File(tmp_path / "p.h5", "r") as f:
         assert f["d"][()].tolist() == data[:10].tolist()
+
+
+# -- schema ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_a_new_stream_gets_the_datasets_series_of_lists(tmp_path: Path, kind: Kind) -> None:
+    from recorderd.session.schema import (
+        StreamSpec,
+        create_session_file,
+        create_stream,
+        filters,
+        series_of,
+        stored_recorded,
+        stored_shape,
+    )
+
+    path = tmp_path / "s.h5"
+    create_session_file(path, session="s", subsample_seed=0, subsampling_rule="")
+    shape = (3, 4) if kind is Kind.WEIGHTS else (10,)
+    subset = np.array([1, 4], np.uint32) if kind is Kind.SPIKES else None
+    spec = StreamSpec(kind, "n", "l", shape, 0.5, 1.0 if subset is None else 0.2, subset)
+    with h5py.File(path, "a") as f:
+        create_stream(f, spec, filters("gzip", 4))
+        group = f[spec.path]
+        appendable = {name for name, ds in group.items() if ds.maxshape and ds.maxshape[0] is None}
+        assert appendable == {s.name for s in series_of(spec)}
+        assert L.STEPS not in group  # format 3: per-spike steps come from the frames
+        assert stored_shape(group) == shape
+        recorded = stored_recorded(group, kind)
+        assert (recorded is None) == (subset is None)
+        for s in series_of(spec):
+            ds = group[s.name]
+            assert ds.chunks[0] == s.chunk_rows and ds.compression == "gzip"
+            if s.whole_rows:
+                assert ds.chunks[1:] == ds.shape[1:]
