@@ -100,6 +100,12 @@ if str(ROOT) not in sys.path:
 
 PREFIX = "brain"
 SINKS = ("count", "mcap", "seed", "recorderd")
+#: Opt-in sinks (``--sinks handoff-callback,handoff-fifo``): how samples leave Zenoh's
+#: threads. Both hand every sample to recorderd's own ``Intake``; a consumer thread takes
+#: batches of 512 and only counts them. ``callback``: recorderd's way, a Python callback on
+#: Zenoh's thread; ``fifo``: a ``zenoh.handlers.FifoChannel`` drained by a thread of ours.
+HANDOFF_SINKS = ("handoff-callback", "handoff-fifo")
+HANDOFF_FIFO = 4096  # samples the FifoChannel holds (Zenoh's own default is 256)
 WORKLOADS = ("a", "b", "c", "d", "e")
 STATS_FILE = "recording_statistics.json"
 DATA_FILE = "simulation_data.h5"
@@ -430,9 +436,11 @@ def child_sink(spec: dict[str, Any]) -> None:
     import zenoh
 
     from recorderd.daemon.bus import make_config
+    from recorderd.daemon.intake import Intake
 
     cmds = Commands()
     kind: str = spec["kind"]
+    put = zenoh.SampleKind.PUT
     expect: int = spec["expect"]
     workdir = Path(spec["workdir"])
     out: McapOut | SeedOut | None = None
@@ -460,6 +468,39 @@ def child_sink(spec: dict[str, Any]) -> None:
             times["done"] = t
             complete.set()
 
+    handoff = kind.startswith("handoff-")
+    intake = Intake(200_000, 512 << 20, PREFIX) if handoff else None
+
+    def on_handoff(sample: Any) -> None:  # recorderd's Bus callback, as it is
+        payload = sample.payload.to_bytes() if sample.kind == put else None
+        intake.put(str(sample.key_expr), payload, 0.0)  # type: ignore[union-attr]
+
+    def drain(handler: Any) -> None:  # the pulled alternative: one of our threads
+        recv, try_recv = handler.recv, handler.try_recv
+        while not stop.is_set():
+            try:
+                sample = recv()
+            except Exception:  # the subscriber was undeclared
+                return
+            while sample is not None:
+                on_handoff(sample)
+                sample = try_recv()
+
+    def consume() -> None:
+        assert intake is not None
+        while counts["written"] < expect and not stop.is_set():
+            got = intake.take(512, 16 << 20)
+            if not got:
+                time.sleep(0.001)
+                continue
+            counts["written"] += len(got)
+            with lock:
+                counts["received"] = counts["written"]
+                times.setdefault("first", now())
+                times["last"] = now()
+        times["done"] = now()
+        complete.set()
+
     def writer() -> None:
         assert out is not None
         while True:
@@ -478,7 +519,15 @@ def child_sink(spec: dict[str, Any]) -> None:
         complete.set()
 
     with zenoh.open(make_config(listen=[spec["listen"]])) as session:
-        subs = [session.declare_subscriber(k, on_sample) for k in spec["keys"]]
+        if kind == "handoff-callback":
+            subs = [session.declare_subscriber(k, on_handoff) for k in spec["keys"]]
+        elif kind == "handoff-fifo":
+            chan: Any = zenoh.handlers.FifoChannel(HANDOFF_FIFO)
+            subs = [session.declare_subscriber(k, chan) for k in spec["keys"]]  # type: ignore[misc]
+            for sub in subs:
+                threading.Thread(target=drain, args=(sub.handler,), daemon=True).start()
+        else:
+            subs = [session.declare_subscriber(k, on_sample) for k in spec["keys"]]
         flush = session.declare_queryable(f"{PREFIX}/*/flush")
 
         def answer() -> None:
@@ -489,6 +538,8 @@ def child_sink(spec: dict[str, Any]) -> None:
         threading.Thread(target=answer, daemon=True).start()
         if out is not None:
             threading.Thread(target=writer, daemon=True).start()
+        if handoff:
+            threading.Thread(target=consume, daemon=True).start()
         emit("ready")
         deadline = now() + spec["max_seconds"]
         while not complete.wait(0.5):
@@ -496,7 +547,7 @@ def child_sink(spec: dict[str, Any]) -> None:
             word = cmds.get(0)
             if word in ("stop", "eof") or now() > deadline:
                 stop.set()
-                if out is None:
+                if out is None and not handoff:
                     times["done"] = now()
                     complete.set()
                 else:
@@ -1387,7 +1438,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     runs: list[dict[str, Any]] = result["runs"]
     wl = [w for w in WORKLOADS if any(r["workload"] == w for r in runs)]
-    sinks = [s for s in SINKS if any(r["sink"] == s for r in runs)]
+    sinks = [s for s in SINKS + HANDOFF_SINKS if any(r["sink"] == s for r in runs)]
     by = {(r["workload"], r["sink"]): r for r in runs}
     lines: list[str] = []
     if runs:
@@ -1623,7 +1674,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("command", nargs="?", choices=["run", "sustained"], default="run")
     p.add_argument("--quick", action="store_true", help="a short smoke run (~90 s)")
     p.add_argument("--workloads", default=None, help="a,b,c,d,e,sustained [all]")
-    p.add_argument("--sinks", default=",".join(SINKS))
+    p.add_argument(
+        "--sinks",
+        default=",".join(SINKS),
+        help=f"comma-separated, of {', '.join(SINKS + HANDOFF_SINKS)}",
+    )
     p.add_argument("--messages", type=int, help="messages per publisher in a [25000; quick 2000]")
     p.add_argument("--streams", type=int, help="streams in c [1000; quick 200]")
     p.add_argument("--big-messages", type=int, help="messages per publisher in d [2500; quick 250]")
@@ -1668,7 +1723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
     sinks = [s.strip() for s in args.sinks.split(",") if s.strip()]
     bad = [w for w in chosen if w not in (*WORKLOADS, "sustained")] + [
-        s for s in sinks if s not in SINKS
+        s for s in sinks if s not in SINKS + HANDOFF_SINKS
     ]
     if bad:
         print(f"unknown workload or sink: {', '.join(bad)}", file=sys.stderr)
