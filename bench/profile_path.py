@@ -1,0 +1,107 @@
+"""The recorder's data path without the bus: decode, account and write, per message.
+
+``--messages`` spike messages of 4 nodes (one 1,000-neuron layer each, ~5% firing,
+interleaved as they arrive from a bus) are pre-encoded, then handed to recorderd's own
+``Pipeline`` exactly as its Zenoh callback does (``Pipeline.submit``), and drained by
+the writer's own batch step (``Pipeline._drain``) whenever 512 are queued; the clock
+stops when the session is finished (closed). No Zenoh, no threads but the
+compression pool: this is the per-message Python cost, then compression and HDF5.
+
+``--profile`` prints cProfile's top entries by own time (``tottime``).
+
+Usage: ``PYTHONPATH=. python bench/profile_path.py [--messages 100000]
+[--compression gzip|lzf|none] [--profile] [--top 15]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from recorderd import wire as P  # noqa: E402
+from recorderd.core.recorder import Recorder  # noqa: E402
+from recorderd.daemon.pipeline import Pipeline  # noqa: E402
+from recorderd.daemon.settings import load_settings  # noqa: E402
+
+NODES = 4
+LAYER = 1000
+RATE = 0.05
+BATCH = 512
+
+
+def messages(n: int) -> list[tuple[str, bytes]]:
+    """``n`` encoded spike messages, node after node within each step."""
+    rng = np.random.default_rng(0)
+    per_node = n // NODES
+    out = []
+    for i in range(per_node):
+        for node in range(NODES):
+            ids = np.flatnonzero(rng.random(LAYER) < RATE)
+            payload = P.encode(
+                P.Kind.SPIKES,
+                incarnation=1000 + node,
+                seq=i,
+                step=i,
+                time_ms=float(i),
+                dt_ms=1.0,
+                layer_size=LAYER,
+                data=ids,
+            )
+            out.append((f"brain/bench-{node}/spikes/layer", payload))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--compression", choices=["gzip", "lzf", "none"], default="gzip")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--top", type=int, default=15)
+    args = p.parse_args()
+    msgs = messages(args.messages)
+    work = Path(tempfile.mkdtemp(prefix="profile-path-"))
+    try:
+        settings = load_settings(
+            None, session="p", recording_dir=work, compression=args.compression
+        )
+        rec = Recorder(settings.core())
+        rec.start()
+        pipe = Pipeline(rec, prefix="brain", capacity=200_000, flush_interval=1.0)
+        prof = cProfile.Profile() if args.profile else None
+        if prof is not None:
+            prof.enable()
+        t0 = time.perf_counter()
+        for key, payload in msgs:
+            pipe.submit(key, payload)
+            if len(pipe.intake) >= BATCH:
+                pipe._drain()
+        while len(pipe.intake):
+            pipe._drain()
+        rec.finish()
+        seconds = time.perf_counter() - t0
+        if prof is not None:
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
+        n = len(msgs)
+        size = (work / "p" / "simulation_data.h5").stat().st_size
+        print(
+            f"{n} messages in {seconds:.2f} s = {n / seconds:,.0f} msg/s "
+            f"({seconds / n * 1e6:.1f} us/msg), {size:,} bytes"
+        )
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
