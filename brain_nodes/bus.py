@@ -6,6 +6,7 @@ This is the only module that imports zenoh; callers see ``BusError`` and plain t
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,13 @@ from recorderd.wire import is_safe_name, zenoh_settings
 DEFAULT_MODE = "peer"
 DEFAULT_CONNECT = ("tcp/127.0.0.1:7447",)
 CONGESTION = {"block": zenoh.CongestionControl.BLOCK, "drop": zenoh.CongestionControl.DROP}
+#: Where Zenoh's messages name their Rust source ("... at /root/.cargo/.../x.rs:447.").
+_RUST_LOCATION = re.compile(r"\s+at /\S+?\.rs:\d+\.?")
+
+
+def zenoh_message(exc: BaseException) -> str:
+    """Zenoh's error text on one line, without the Rust source paths it carries."""
+    return " ".join(_RUST_LOCATION.sub("", str(exc)).split())
 
 
 class BusError(RuntimeError):
@@ -108,7 +116,7 @@ class Publication:
         try:
             self._publisher.put(payload)
         except zenoh.ZError as exc:
-            raise BusError(f"put on {self.key} failed: {exc}") from None
+            raise BusError(f"put on {self.key} failed: {zenoh_message(exc)}") from None
 
     def undeclare(self) -> None:
         """Undeclare the matching listener and the publisher."""
@@ -127,7 +135,7 @@ class Bus:
         try:
             self._session = zenoh.open(self.config)
         except zenoh.ZError as exc:
-            raise BusError(f"cannot open zenoh session: {exc}") from None
+            raise BusError(_open_failure(zenoh_message(exc), self.endpoints)) from None
         self._publications: list[Publication] = []
         self._token: zenoh.LivelinessToken | None = None
 
@@ -136,7 +144,7 @@ class Bus:
         try:
             pub = Publication(self._session, key, self._congestion)
         except zenoh.ZError as exc:
-            raise BusError(f"cannot declare publisher {key}: {exc}") from None
+            raise BusError(f"cannot declare publisher {key}: {zenoh_message(exc)}") from None
         self._publications.append(pub)
         return pub
 
@@ -145,7 +153,7 @@ class Bus:
         try:
             self._token = self._session.liveliness().declare_token(key)
         except zenoh.ZError as exc:
-            raise BusError(f"cannot declare liveliness token {key}: {exc}") from None
+            raise BusError(f"cannot declare liveliness token {key}: {zenoh_message(exc)}") from None
 
     def flush_barrier(self, key: str, timeout_s: float) -> list[str]:
         """Query ``key`` and wait for the replies: the session named by each recorder's answer.
@@ -155,10 +163,13 @@ class Bus:
         whose payload names no session counts as ``"?"``.
         """
         try:
-            replies = self._session.get(key, timeout=timeout_s)
+            # No consolidation: every recorder's reply counts, though all name the same key.
+            replies = self._session.get(
+                key, consolidation=zenoh.ConsolidationMode.NONE, timeout=timeout_s
+            )
             return [_session_of(r.ok.payload.to_bytes()) for r in replies if r.ok is not None]
         except zenoh.ZError as exc:
-            raise BusError(f"flush barrier on {key} failed: {exc}") from None
+            raise BusError(f"flush barrier on {key} failed: {zenoh_message(exc)}") from None
 
     def close(self) -> None:
         """Undeclare everything and close the session, which flushes pending puts."""
@@ -171,6 +182,22 @@ class Bus:
             self._publications.clear()
         finally:
             self._session.close()  # type: ignore[no-untyped-call]
+
+
+def _open_failure(detail: str, endpoints: dict[str, Any]) -> str:
+    """One line saying why the session did not open, naming the endpoint, with a hint."""
+    if "already in use" in detail:
+        return (
+            f"cannot listen on {', '.join(endpoints.get('listen') or [])}: the endpoint is "
+            f"already in use; choose another --listen"
+        )
+    if "Unable to connect" in detail:
+        return (
+            f"cannot reach {', '.join(endpoints.get('connect') or [])} in {endpoints.get('mode')}"
+            f" mode: nothing answers there; start recorderd (or the Zenoh router) first, or "
+            f"use --mode peer to start without it"
+        )
+    return f"cannot open the Zenoh session: {detail}"
 
 
 def _session_of(payload: bytes) -> str:

@@ -15,9 +15,16 @@ from brain_nodes.bus import BusConfigError, BusError, BusOptions
 from brain_nodes.modules import SPECS, ModuleType, resolve_layer_sizes
 from brain_nodes.node import NodeOptions, run_node
 from brain_nodes.recording import RecordingOptions
+from recorderd import __version__
 from recorderd.wire import DEFAULT_PREFIX, check_name, check_prefix
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=True, pretty_exceptions_enable=False)
+
+#: Exit codes: 0 done; 1 the bus failed (unreachable, endpoint in use, ...); 2 bad
+#: arguments; 3 with --require-recorder, no recorder confirmed receipt (nothing recorded).
+EXIT_BUS = 1
+EXIT_USAGE = 2
+EXIT_NOT_RECORDED = 3
 
 
 class Mode(enum.StrEnum):
@@ -60,6 +67,12 @@ def _dt(value: float) -> float:
     if not (math.isfinite(value) and value > 0.0):
         raise typer.BadParameter(f"must be a positive number of ms, got {value}")
     return value
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"brain-node (recorderd) {__version__}")
+        raise typer.Exit()
 
 
 @app.command()
@@ -123,10 +136,27 @@ def run(
     ] = Path("./sim_recordings"),
     session_name: Annotated[
         str | None,
-        typer.Option(callback=_session, help="With --enable-recording [sim_<time>]."),
+        typer.Option(callback=_session, help="With --enable-recording \\[default: sim_<time>]."),
     ] = None,
+    require_recorder: Annotated[
+        bool,
+        typer.Option(
+            "--require-recorder",
+            help="Exit 3 when no recorder confirmed receipt at the end (nothing was recorded).",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Simulate one brain module and publish its spikes, membranes, weights and control state."""
+    if require_recorder and flush_timeout <= 0:
+        raise typer.BadParameter(
+            "needs the flush barrier (--flush-timeout > 0)", param_hint="'--require-recorder'"
+        )
     sizes: tuple[int, ...] | None = None
     if layer_sizes is not None:
         try:
@@ -172,13 +202,18 @@ def run(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        run_node(opts)
+        summary = run_node(opts)
     except BusConfigError as exc:
         typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     except BusError as exc:
         logging.getLogger("brain_nodes").error("%s", exc)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_BUS) from None
+    if require_recorder and not summary["flush_confirmations"]:
+        logging.getLogger("brain_nodes").error(
+            "--require-recorder: no recorder confirmed receipt; exiting %d", EXIT_NOT_RECORDED
+        )
+        raise typer.Exit(EXIT_NOT_RECORDED)
 
 
 def main() -> None:

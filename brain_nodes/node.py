@@ -205,15 +205,22 @@ class Node:
         meta = dict(self._last.metadata) if self._last is not None else {}
         self._put_control(control, final_step, ControlSnapshot(STOPPED, None, meta))
         streams = [*spikes, *membrane, *weights.values(), control]
-        if opts.flush_timeout_s > 0 and any(s.pub.matched for s in streams):
-            key = flush_key(opts.prefix, opts.node_id)
-            self.flush_sessions = bus.flush_barrier(key, opts.flush_timeout_s)
-            self.flush_confirmations = len(self.flush_sessions)
-            log.info(
-                "%d recorder(s) confirmed receipt of everything sent: session(s) %s",
-                self.flush_confirmations,
-                ", ".join(sorted(self.flush_sessions)) or "none",
-            )
+        if opts.flush_timeout_s > 0:
+            if any(s.pub.matched for s in streams):
+                key = flush_key(opts.prefix, opts.node_id)
+                self.flush_sessions = bus.flush_barrier(key, opts.flush_timeout_s)
+                self.flush_confirmations = len(self.flush_sessions)
+                log.info(
+                    "%d recorder(s) confirmed receipt of everything sent: session(s) %s",
+                    self.flush_confirmations,
+                    ", ".join(sorted(self.flush_sessions)) or "none",
+                )
+            if not self.flush_confirmations:
+                log.warning(
+                    "no recorder confirmed receipt (flush barrier): nothing this node published "
+                    "was recorded; start recorderd where --connect points, or use "
+                    "--enable-recording"
+                )
         return streams
 
     def summary(self, streams: list[Stream]) -> dict[str, Any]:

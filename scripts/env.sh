@@ -6,11 +6,19 @@ PY="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    echo "setting up $VENV (first run only)..." >&2
+    log="$VENV/install.log"
+    echo "setting up $VENV (first run, or pyproject.toml changed): installing the project" \
+        "and its dependencies with pip; this takes about a minute (pip's output: $log)..." >&2
+    started=$SECONDS
     "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e ".[test]"; } >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        echo "installing into $VENV failed; pip's whole output is in $log" >&2
+        return 1 2>/dev/null || exit 1
+    fi
     rm -f "$VENV"/.installed-*
     touch "$stamp"
+    echo "installed in $((SECONDS - started)) s" >&2
 fi
 export PATH="$VENV/bin:$PATH"

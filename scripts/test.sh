@@ -11,6 +11,15 @@ if ! command -v h5clear >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-
           timeout 300 apt-get install -y -q hdf5-tools >/dev/null 2>&1; } ||
         echo "   (not installed: that test is skipped)"
 fi
+# Headless Chromium for the HTML report test (Debian's package; skipped where absent).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (headless, for the HTML report test)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get install -y -q chromium >/dev/null 2>&1 ||
+        { timeout 300 apt-get update -q >/dev/null 2>&1 &&
+          timeout 600 apt-get install -y -q chromium >/dev/null 2>&1; } ||
+        echo "   (not installed: the browser test is skipped)"
+fi
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
 echo "== pytest" && exec python -m pytest "$@"

@@ -78,5 +78,5 @@ def test_status_and_nodes(tmp_path: Path) -> None:
     v1 = status["streams"]["visual-0/spikes/v1"]
     assert v1["received"] > 0 and v1["missing"] == 0 and 0 < v1["messages_per_s"] < 5000
     assert "visual-0/spikes/v1" in text.stdout and "msg/s" in text.stdout
-    assert json.loads(nodes.stdout) == ["visual-0"]
+    assert [n["node_id"] for n in json.loads(nodes.stdout)] == ["visual-0"]
     assert none.returncode == 1 and "no recorder answered" in none.stdout

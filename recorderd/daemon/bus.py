@@ -1,18 +1,103 @@
-"""The recorder's Zenoh side: the only module of ``recorderd`` that imports zenoh."""
+"""The recorder's Zenoh side: the only module of ``recorderd`` that imports zenoh.
+
+The recorder's session (:class:`Bus`), the short-lived sessions of ``recorderctl``
+(:class:`Client` to ask, :class:`Player` to publish a recorded session back), and
+Zenoh's errors turned into :class:`BusError`, one line a person can act on.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import zenoh
 
-from recorderd.wire import ALIVE_WORD, CONTROL_WORD, FLUSH_WORD, Kind, is_safe_name, zenoh_settings
+from recorderd.wire import (
+    ALIVE_WORD,
+    CONTROL_WORD,
+    FLUSH_WORD,
+    Kind,
+    is_safe_name,
+    zenoh_settings,
+)
 
 log = logging.getLogger(__name__)
+
+#: After a reply, how long a query waits for more before it returns (each recorder
+#: answers at once; the query's own end comes sooner when every queryable has answered).
+QUIET_S: Final = 0.3
+#: Where Zenoh's messages name their Rust source ("... at /root/.cargo/.../x.rs:447.").
+_RUST_LOCATION = re.compile(r"\s+at /\S+?\.rs:\d+\.?")
+#: The endpoint a failed listen names, in Zenoh's message.
+_BOUND_TO = re.compile(r"bound to (\S+?):?\s")
+
+BusProblem = Literal["in_use", "unreachable", "other"]
+
+
+class BusError(RuntimeError):
+    """A Zenoh session could not be opened or used.
+
+    ``problem`` is ``in_use`` (a listen endpoint is taken), ``unreachable`` (nothing
+    answers at the connect endpoints) or ``other``; ``endpoint`` names the endpoint(s)
+    concerned; ``detail`` is Zenoh's message without its Rust source locations.
+    """
+
+    def __init__(self, problem: BusProblem, endpoint: str, detail: str) -> None:
+        super().__init__(detail)
+        self.problem: BusProblem = problem
+        self.endpoint = endpoint
+        self.detail = detail
+
+
+def zenoh_message(exc: BaseException) -> str:
+    """Zenoh's error text on one line, without the Rust source paths it carries."""
+    return " ".join(_RUST_LOCATION.sub("", str(exc)).split())
+
+
+def endpoints(config: zenoh.Config) -> dict[str, Any]:
+    """Mode, connect and listen endpoints of ``config`` (for messages and logs)."""
+    out: dict[str, Any] = {}
+    for name, path in (("mode", "mode"), ("connect", "connect/endpoints")):
+        out[name] = json.loads(config.get_json(path))
+    out["listen"] = json.loads(config.get_json("listen/endpoints"))
+    return out
+
+
+def _as_list(value: Any) -> list[str]:
+    # Zenoh's endpoint lists may also be given per mode ({"peer": [...], ...}).
+    if isinstance(value, dict):
+        return [str(e) for v in value.values() for e in (v if isinstance(v, list) else [v])]
+    return [str(e) for e in value] if isinstance(value, list) else []
+
+
+def open_session(config: zenoh.Config) -> zenoh.Session:
+    """``zenoh.open(config)``, with a failure raised as :class:`BusError`."""
+    try:
+        return zenoh.open(config)
+    except zenoh.ZError as exc:
+        raise _bus_error(exc, config) from None
+
+
+def _bus_error(exc: zenoh.ZError, config: zenoh.Config) -> BusError:
+    detail = zenoh_message(exc)
+    try:
+        where = endpoints(config)
+    except (zenoh.ZError, ValueError):  # pragma: no cover - the config was just used
+        where = {"connect": [], "listen": []}
+    if "already in use" in detail:
+        bound = _BOUND_TO.search(detail)
+        listen = _as_list(where.get("listen"))
+        return BusError("in_use", bound.group(1) if bound else ", ".join(listen), detail)
+    if "Unable to connect" in detail:
+        return BusError("unreachable", ", ".join(_as_list(where.get("connect"))), detail)
+    return BusError("other", ", ".join(_as_list(where.get("connect"))), detail)
 
 
 class BusConfigError(ValueError):
@@ -21,14 +106,15 @@ class BusConfigError(ValueError):
 
 def make_config(
     *,
-    mode: str = "peer",
+    mode: str | None = "peer",
     connect: Sequence[str] = (),
     listen: Sequence[str] = (),
     config_file: Path | None = None,
 ) -> zenoh.Config:
     """A Zenoh config: the file if given, then mode and endpoints; multicast scouting always off.
 
-    Endpoints left empty keep the file's. Raises :class:`BusConfigError` naming the problem.
+    Endpoints left empty keep the file's, and so does a ``mode`` of None. Raises
+    :class:`BusConfigError` naming the problem.
     """
     try:
         config = zenoh.Config.from_file(str(config_file)) if config_file else zenoh.Config()
@@ -61,19 +147,191 @@ def subscription_keys(
     return keys
 
 
+def _collect(
+    start: Callable[[zenoh.handlers.Callback[zenoh.Reply]], None], timeout_s: float, quiet_s: float
+) -> list[zenoh.Reply]:
+    """Replies of a query started by ``start(handler)``.
+
+    Returns when the query ends (every queryable reached has answered), when ``quiet_s``
+    pass without a further reply after one came, or after ``timeout_s``, whichever is first.
+    """
+    box: queue.SimpleQueue[zenoh.Reply | None] = queue.SimpleQueue()
+    start(zenoh.handlers.Callback(box.put, lambda: box.put(None)))
+    replies: list[zenoh.Reply] = []
+    deadline = time.monotonic() + timeout_s
+    until = deadline
+    while (left := until - time.monotonic()) > 0:
+        try:
+            reply = box.get(timeout=left)
+        except queue.Empty:
+            break
+        if reply is None:  # the query is complete
+            break
+        replies.append(reply)
+        until = min(deadline, time.monotonic() + quiet_s)
+    return replies
+
+
+class Client:
+    """A short-lived session that asks questions (``recorderctl``): status, nodes alive."""
+
+    def __init__(self, config: zenoh.Config) -> None:
+        self._session = open_session(config)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def query(self, key: str, timeout_s: float, quiet_s: float = QUIET_S) -> list[bytes]:
+        """The payloads of the successful replies to a query on ``key`` (every replier's)."""
+
+        def start(handler: zenoh.handlers.Callback[zenoh.Reply]) -> None:
+            self._session.get(
+                key, handler, consolidation=zenoh.ConsolidationMode.NONE, timeout=timeout_s
+            )
+
+        replies = _collect(start, timeout_s, quiet_s)
+        return [r.ok.payload.to_bytes() for r in replies if r.ok is not None]
+
+    def alive(self, prefix: str, timeout_s: float, quiet_s: float = QUIET_S) -> list[str]:
+        """Node ids holding a liveliness token under ``prefix`` right now."""
+
+        def start(handler: zenoh.handlers.Callback[zenoh.Reply]) -> None:
+            self._session.liveliness().get(f"{prefix}/*/{ALIVE_WORD}", handler, timeout=timeout_s)
+
+        replies = _collect(start, timeout_s, quiet_s)
+        keys = [str(r.ok.key_expr) for r in replies if r.ok is not None]
+        return sorted({k.split("/")[-2] for k in keys if is_safe_name(k.split("/")[-2])})
+
+    def close(self) -> None:
+        """Close the session (idempotent)."""
+        if not self._session.is_closed():
+            self._session.close()  # type: ignore[no-untyped-call]
+
+
 def query(config: zenoh.Config, key: str, timeout_s: float) -> list[bytes]:
     """Open a session, query ``key``, return the payloads of the successful replies."""
-    with zenoh.open(config) as session:
-        replies = session.get(key, timeout=timeout_s)
-        return [reply.ok.payload.to_bytes() for reply in replies if reply.ok is not None]
+    with Client(config) as client:
+        return client.query(key, timeout_s)
 
 
 def alive_nodes(config: zenoh.Config, prefix: str, timeout_s: float) -> list[str]:
     """Node ids holding a liveliness token under ``prefix`` right now."""
-    with zenoh.open(config) as session:
-        replies = session.liveliness().get(f"{prefix}/*/{ALIVE_WORD}", timeout=timeout_s)
-        keys = [str(reply.ok.key_expr) for reply in replies if reply.ok is not None]
-    return sorted({key.split("/")[-2] for key in keys})
+    with Client(config) as client:
+        return client.alive(prefix, timeout_s)
+
+
+class Publication:
+    """A reliable publisher (congestion control BLOCK) whose matching status is tracked."""
+
+    def __init__(self, session: zenoh.Session, key: str) -> None:
+        self.key = key
+        self._publisher = session.declare_publisher(
+            key,
+            congestion_control=zenoh.CongestionControl.BLOCK,
+            reliability=zenoh.Reliability.RELIABLE,
+        )
+        self._lock = threading.Lock()
+        self._heard = False
+        self._matched = False
+        self._listener = self._publisher.declare_matching_listener(self._on_matching)
+        # A notification that arrived meanwhile is at least as recent as this read.
+        status: object = self._publisher.matching_status  # a MatchingStatus (stubs: bool)
+        current = bool(getattr(status, "matching", status))
+        with self._lock:
+            if not self._heard:
+                self._matched = current
+
+    def _on_matching(self, status: zenoh.MatchingStatus) -> None:
+        with self._lock:  # a Zenoh thread: set the flag, nothing else
+            self._heard = True
+            self._matched = status.matching
+
+    @property
+    def matched(self) -> bool:
+        """Whether some subscriber matches this key now."""
+        return self._matched
+
+    def put(self, payload: bytes) -> None:
+        """Publish ``payload`` (waits while Zenoh's queue is full)."""
+        try:
+            self._publisher.put(payload)
+        except zenoh.ZError as exc:
+            raise BusError("other", self.key, f"put on {self.key}: {zenoh_message(exc)}") from None
+
+    def undeclare(self) -> None:
+        """Undeclare the matching listener and the publisher."""
+        self._listener.undeclare()  # type: ignore[no-untyped-call]
+        self._publisher.undeclare()  # type: ignore[no-untyped-call]
+
+
+class Player:
+    """A session that publishes as brain nodes do: publishers, liveliness tokens, the
+    flush barrier (``recorderctl play``)."""
+
+    def __init__(self, config: zenoh.Config) -> None:
+        self._session = open_session(config)
+        self._publications: dict[str, Publication] = {}
+        self._tokens: dict[str, zenoh.LivelinessToken] = {}
+
+    def publication(self, key: str) -> Publication:
+        """The publisher of ``key`` (declared on first use)."""
+        pub = self._publications.get(key)
+        if pub is None:
+            try:
+                pub = self._publications[key] = Publication(self._session, key)
+            except zenoh.ZError as exc:
+                raise BusError("other", key, zenoh_message(exc)) from None
+        return pub
+
+    def hold_token(self, key: str) -> None:
+        """Declare the liveliness token ``key`` (held until :meth:`release_token` or close)."""
+        if key not in self._tokens:
+            self._tokens[key] = self._session.liveliness().declare_token(key)
+
+    def release_token(self, key: str) -> None:
+        """Undeclare the liveliness token ``key`` if held."""
+        token = self._tokens.pop(key, None)
+        if token is not None:
+            token.undeclare()  # type: ignore[no-untyped-call]
+
+    def flush_barrier(self, key: str, timeout_s: float) -> list[str]:
+        """Query ``key`` (``<prefix>/<node>/flush``); the session each recorder's reply names.
+
+        A reply means everything published before the query has reached that recorder
+        (``docs/wire-protocol.md``, "flush barrier"). Every reply counts (no consolidation).
+        """
+        try:
+            replies = self._session.get(
+                key, consolidation=zenoh.ConsolidationMode.NONE, timeout=timeout_s
+            )
+            return [_session_named(r.ok.payload.to_bytes()) for r in replies if r.ok is not None]
+        except zenoh.ZError as exc:
+            raise BusError("other", key, zenoh_message(exc)) from None
+
+    def close(self) -> None:
+        """Release the tokens, undeclare the publishers, close the session (idempotent)."""
+        try:
+            for key in list(self._tokens):
+                self.release_token(key)
+            for pub in self._publications.values():
+                pub.undeclare()
+            self._publications.clear()
+        finally:
+            if not self._session.is_closed():
+                self._session.close()  # type: ignore[no-untyped-call]
+
+
+def _session_named(payload: bytes) -> str:
+    """The session a flush-barrier reply names (``{"session": ...}``), ``"?"`` if none."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return "?"
+    name = doc.get("session") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and is_safe_name(name) else "?"
 
 
 class Bus:
@@ -85,8 +343,12 @@ class Bus:
         self._subscribers: list[Any] = []
 
     def open(self) -> None:
-        """Open the session (blocking; may take a moment while endpoints connect)."""
-        self._session = zenoh.open(self._config)
+        """Open the session (blocking; may take a moment while endpoints connect).
+
+        Raises :class:`BusError` (a listen endpoint taken, a connect endpoint unreachable
+        in client mode, ...).
+        """
+        self._session = open_session(self._config)
 
     def subscribe(self, keys: Sequence[str], submit: Callable[[str, bytes | None], None]) -> None:
         """Subscribe to ``keys``; each sample goes to ``submit(key, payload)`` on Zenoh's thread.
@@ -112,11 +374,14 @@ class Bus:
             raise RuntimeError("bus not open")
         queryable = self._session.declare_queryable(key)
         self._subscribers.append(queryable)
+        # Reply on our own key when it names one (a status key), so that replies of
+        # several recorders to one wildcard query differ and none is consolidated away.
+        own = None if "*" in key else key
 
         def serve() -> None:
             for query in queryable.handler:  # ends when the queryable is undeclared
                 with query:
-                    query.reply(str(query.key_expr), answer())
+                    query.reply(own or str(query.key_expr), answer())
 
         threading.Thread(target=serve, name=f"recorderd-query-{key}", daemon=True).start()
 

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
+from recorderd import __version__
 from recorderd.daemon.lifecycle import Daemon, ExitCode
 from recorderd.daemon.loops import run
-from recorderd.daemon.settings import SettingsError, load_settings
+from recorderd.daemon.settings import RecorderSettings, SettingsError, load_settings
 from recorderd.session.schema import COMPRESSIONS
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=True, pretty_exceptions_enable=False)
 
 
 #: The compression choices as the CLI lists them (defined once, in the session schema).
@@ -30,96 +31,186 @@ class OverflowChoice(StrEnum):
     block = "block"
 
 
+def under_systemd() -> bool:
+    """Whether this process runs as a systemd service (journald stamps each line itself)."""
+    return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+
+
 def _configure_logging(level: str) -> None:
-    # One line per event, no timestamps when journald adds its own.
+    # One line per event; a timestamp on each, except where journald adds its own.
     fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty():
+    if not under_systemd():
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def _help(text: str, field: str | None = None, *, shown: str | None = None) -> str:
+    """``text`` with its default as ``[default: X]``: ``shown``, or the settings field's.
+
+    Flags default to None (so that the environment and the --config file can apply);
+    the default shown is the one that applies when none of them sets the value. The
+    bracket is escaped: typer's help is rich markup, where ``[x]`` would vanish.
+    """
+    if shown is None and field is not None:
+        default = RecorderSettings.model_fields[field].get_default(call_default_factory=True)
+        shown = _shown(default)
+    return text if shown is None else f"{text} \\[default: {shown}]"
+
+
+def print_version(value: bool) -> None:
+    """``--version``: print the version and exit."""
+    if value:
+        typer.echo(f"recorderd {__version__}")
+        raise typer.Exit()
 
 
 @app.command()
 def record(
     session: Annotated[
-        str | None, typer.Option("--session", "--session-name", help="Session name [sim_<time>]")
+        str | None,
+        typer.Option("--session", "--session-name", help=_help("Session name", shown="sim_<time>")),
     ] = None,
     recording_dir: Annotated[
-        Path | None, typer.Option(help="Recording directory [./sim_recordings]")
+        Path | None, typer.Option(help=_help("Recording directory", shown="./sim_recordings"))
     ] = None,
     record_spikes: Annotated[
-        bool | None, typer.Option("--record-spikes/--no-record-spikes", help="[on]")
+        bool | None,
+        typer.Option("--record-spikes/--no-record-spikes", help=_help("Spikes", "record_spikes")),
     ] = None,
     record_membrane: Annotated[
-        bool | None, typer.Option("--record-membrane/--no-record-membrane", help="[off]")
+        bool | None,
+        typer.Option(
+            "--record-membrane/--no-record-membrane",
+            help=_help("Membrane potentials", "record_membrane"),
+        ),
     ] = None,
     record_weights: Annotated[
-        bool | None, typer.Option("--record-weights/--no-record-weights", help="[off]")
+        bool | None,
+        typer.Option(
+            "--record-weights/--no-record-weights", help=_help("Weight snapshots", "record_weights")
+        ),
     ] = None,
     record_control: Annotated[
-        bool | None, typer.Option("--record-control/--no-record-control", help="[on]")
+        bool | None,
+        typer.Option(
+            "--record-control/--no-record-control",
+            help=_help("Control states and node joins/leaves", "record_control"),
+        ),
     ] = None,
     spike_subsample_rate: Annotated[
-        float | None, typer.Option(help="Fraction of neurons recorded [1]")
+        float | None,
+        typer.Option(help=_help("Fraction of neurons recorded", "spike_subsample_rate")),
     ] = None,
     membrane_subsample_rate: Annotated[
-        float | None, typer.Option(help="Fraction of neurons recorded [1]")
+        float | None,
+        typer.Option(help=_help("Fraction of neurons recorded", "membrane_subsample_rate")),
     ] = None,
     subsample_seed: Annotated[
-        int | None, typer.Option(help="Seed of the neuron selection [0]")
+        int | None, typer.Option(help=_help("Seed of the neuron selection", "subsample_seed"))
     ] = None,
-    max_duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    max_duration: Annotated[
+        float | None, typer.Option(help=_help("Stop after this many seconds", "max_duration"))
+    ] = None,
     buffer_size: Annotated[
-        int | None, typer.Option(help="Messages per stream per write [1000]")
+        int | None, typer.Option(help=_help("Messages per stream per write", "buffer_size"))
     ] = None,
-    compression: Annotated[CompressionChoice | None, typer.Option(help="[gzip]")] = None,
-    compression_level: Annotated[int | None, typer.Option(help="gzip level 0-9 [4]")] = None,
+    compression: Annotated[
+        CompressionChoice | None, typer.Option(help=_help("HDF5 compression", "compression"))
+    ] = None,
+    compression_level: Annotated[
+        int | None, typer.Option(help=_help("gzip level 0-9", "compression_level"))
+    ] = None,
     flush_interval: Annotated[
-        float | None, typer.Option(help="Seconds between flushes [1]")
+        float | None, typer.Option(help=_help("Seconds between flushes", "flush_interval"))
     ] = None,
-    prefix: Annotated[str | None, typer.Option(help="Key-expression prefix [brain]")] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help=_help("Key-expression prefix", "prefix"))
+    ] = None,
     mode: Annotated[
-        str | None, typer.Option(help="Zenoh mode: peer, client or router [peer]")
+        str | None, typer.Option(help=_help("Zenoh mode: peer, client or router", "mode"))
     ] = None,
-    connect: Annotated[list[str] | None, typer.Option(help="Zenoh endpoint to connect to")] = None,
+    connect: Annotated[
+        list[str] | None,
+        typer.Option(help=_help("Zenoh endpoint to connect to (repeatable)", "connect")),
+    ] = None,
     listen: Annotated[
-        list[str] | None, typer.Option(help="Zenoh endpoint to listen on [tcp/127.0.0.1:7447]")
+        list[str] | None,
+        typer.Option(help=_help("Zenoh endpoint to listen on (repeatable)", "listen")),
     ] = None,
-    zenoh_config: Annotated[Path | None, typer.Option(help="Zenoh JSON5 config file")] = None,
+    zenoh_config: Annotated[
+        Path | None, typer.Option(help=_help("Zenoh JSON5 config file", "zenoh_config"))
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Recorder settings file (TOML)")
+        Path | None,
+        typer.Option("--config", help=_help("Recorder settings file (TOML)", shown="none")),
     ] = None,
     max_streams: Annotated[
-        int | None, typer.Option(help="Most streams recorded (data and control) [4096]")
+        int | None,
+        typer.Option(help=_help("Most streams recorded (data and control)", "max_streams")),
     ] = None,
     max_streams_per_node: Annotated[
-        int | None, typer.Option(help="Most streams recorded per node [256]")
+        int | None,
+        typer.Option(help=_help("Most streams recorded per node", "max_streams_per_node")),
     ] = None,
     on_overflow: Annotated[
         OverflowChoice | None,
-        typer.Option(help="When the intake is full: drop (counted) or block the bus [drop]"),
+        typer.Option(
+            help=_help("When the intake is full: drop (counted) or block the bus", "on_overflow")
+        ),
     ] = None,
     intake_max_mb: Annotated[
         float | None,
-        typer.Option(help="MB of received payloads queued at most [1/16 of RAM, <= 512]"),
+        typer.Option(
+            help=_help("MB of received payloads queued at most", shown="1/16 of RAM, <= 512")
+        ),
     ] = None,
     min_free_disk_mb: Annotated[
-        float | None, typer.Option(help="Stop cleanly when less is free on the disk, MB [100]")
+        float | None,
+        typer.Option(
+            help=_help("Stop cleanly when less is free on the disk, MB", "min_free_disk_mb")
+        ),
     ] = None,
     wait_for_lock: Annotated[
         bool | None,
-        typer.Option("--wait-for-lock", help="If another process records the session, stand by"),
+        typer.Option(
+            "--wait-for-lock",
+            help=_help("If another process records the session, stand by", "wait_for_lock"),
+        ),
     ] = None,
     parent_pid: Annotated[
         int | None,
-        typer.Option(help="With --wait-for-lock: stop standing by once this parent process exits"),
+        typer.Option(
+            help=_help(
+                "With --wait-for-lock: stop standing by once this parent process exits",
+                "parent_pid",
+            )
+        ),
     ] = None,
     stop_when_idle: Annotated[
         float | None,
-        typer.Option(help="Stop once no brain node has been alive for this many seconds"),
+        typer.Option(
+            help=_help(
+                "Stop once no brain node has been alive for this many seconds", "stop_when_idle"
+            )
+        ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [INFO]")
+        str | None, typer.Option(help=_help("DEBUG, INFO, WARNING or ERROR", "log_level"))
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """Record every brain node on the Zenoh bus into <recording-dir>/<session>/."""
     try:
@@ -172,4 +263,4 @@ def record(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(prog_name="recorderd")

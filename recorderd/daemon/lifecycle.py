@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import enum
 import json
 import logging
@@ -10,14 +11,16 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 from recorderd.core.recorder import Recorder
-from recorderd.daemon.bus import Bus, make_config, subscription_keys
+from recorderd.daemon.bus import Bus, BusError, make_config, subscription_keys
 from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
 from recorderd.session.errors import SessionBusyError, WriterError
+from recorderd.session.lock import SessionLock
 from recorderd.wire import status_key
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,35 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # invalid settings or flags
     BUSY = 3  # another process already writes this session
     DISK_LOW = 4  # stopped cleanly because free disk space fell below min_free_disk_mb
+    BUS = 5  # the Zenoh session could not be opened (endpoint in use, unreachable, ...)
+
+
+def bus_problem(exc: BusError) -> str:
+    """One line saying why the bus could not be opened and what to do about it."""
+    if exc.problem == "in_use":
+        return (
+            f"cannot listen on {exc.endpoint}: the endpoint is already in use (another "
+            f"recorderd, or another program); choose another with --listen "
+            f"tcp/127.0.0.1:PORT (or RECORDERD_LISTEN), and connect the nodes there"
+        )
+    if exc.problem == "unreachable":
+        return (
+            f"cannot reach {exc.endpoint}: nothing answers there; start the Zenoh router or "
+            f"peer it names first, or choose another with --connect ENDPOINT"
+        )
+    return f"cannot open the Zenoh session: {exc.detail}"
+
+
+def session_busy(settings: RecorderSettings) -> bool:
+    """Whether another process holds the session's lock now (creates nothing)."""
+    try:
+        lock = SessionLock.try_acquire(settings.session_dir, create=False)
+    except OSError:  # no session folder or lock file yet, or one the writer will refuse
+        return False
+    if lock is None:
+        return True
+    lock.release()
+    return False
 
 
 class Daemon:
@@ -78,6 +110,8 @@ class Daemon:
         #: The writer thread was still running when the process had to exit.
         self.drain_timed_out = False
         self._alive: set[str] = set()
+        #: When each node alive joined (its liveliness token appeared), wall-clock time.
+        self._joined: dict[str, float] = {}
         self._idle_since = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -110,15 +144,26 @@ class Daemon:
                     self._stop.set()
                 return not self._stop.is_set()
 
+        # The bus is opened before anything is created in the session folder, so that a
+        # taken endpoint leaves nothing behind. A standby (--wait-for-lock) takes the lock
+        # first: the recorder holding it listens where the standby will listen.
+        if not s.wait_for_lock:
+            if session_busy(s):
+                log.error("%s", SessionBusyError(s.session_dir))
+                return ExitCode.BUSY
+            if not await self._open_bus():
+                return ExitCode.BUS
         try:
             await asyncio.to_thread(self.recorder.start, keep_waiting)
         except SessionBusyError as exc:
+            await asyncio.to_thread(self.bus.close)
             if self._stop.is_set():
                 log.info("stopped while standing by")
                 return ExitCode.OK
             log.error("%s", exc)
             return ExitCode.BUSY
         except (OSError, WriterError) as exc:
+            await asyncio.to_thread(self.bus.close)
             log.error("cannot open session %s: %s", s.session_dir, exc)
             return ExitCode.FAILURE
         worker_done: asyncio.Future[None] = loop.create_future()
@@ -131,8 +176,11 @@ class Daemon:
 
         thread = threading.Thread(target=work, name="recorderd-writer", daemon=True)
         thread.start()
+        if s.wait_for_lock and not await self._open_bus():
+            self.pipeline.stop()
+            await worker_done
+            return ExitCode.BUS
         try:
-            await asyncio.to_thread(self.bus.open)
             keys = subscription_keys(
                 s.prefix,
                 spikes=s.record_spikes,
@@ -154,10 +202,11 @@ class Daemon:
 
             self.bus.watch_nodes(s.prefix, presence)
         except Exception as exc:
-            log.error("cannot open the Zenoh session: %s", exc)
+            log.error("cannot subscribe on the Zenoh session: %s", exc)
+            await asyncio.to_thread(self.bus.close)
             self.pipeline.stop()
             await worker_done
-            return ExitCode.FAILURE
+            return ExitCode.BUS
         log.info(
             "recording session %s into %s (listen %s, connect %s): ready",
             s.session,
@@ -171,12 +220,24 @@ class Daemon:
         await self._main_loop(worker_done)
         return await self._shutdown(worker_done)
 
+    async def _open_bus(self) -> bool:
+        """Open the Zenoh session; on failure log why in one line and return False."""
+        try:
+            await asyncio.to_thread(self.bus.open)
+        except BusError as exc:
+            log.error("%s", bus_problem(exc))
+            log.debug("Zenoh said: %s", exc.detail)
+            return False
+        return True
+
     def _presence(self, node_id: str, alive: bool) -> None:
         if alive:
             if len(self._alive) < self.settings.max_streams:  # bounded like the streams
                 self._alive.add(node_id)
+                self._joined.setdefault(node_id, time.time())
         else:
             self._alive.discard(node_id)
+            self._joined.pop(node_id, None)
             if not self._alive:
                 self._idle_since = time.monotonic()
 
@@ -282,8 +343,36 @@ class Daemon:
             "longest_flush_gap_s": round(self.pipeline.longest_flush_gap, 3),
             "last_flush_age_s": round(time.monotonic() - self.pipeline.last_flush, 3),
             "nodes_alive": sorted(self._alive),
+            "nodes": self.nodes_document(stats["streams"]),
             **stats,
         }
+
+    def nodes_document(self, streams: dict[str, Any]) -> dict[str, object]:
+        """Per node seen: module type, incarnations, since when alive, last control state
+        and rates (sums over its streams), for ``recorderctl nodes``."""
+        now = time.time()
+        joined = dict(self._joined)
+        seen = self.pipeline.nodes_seen()
+        rates: dict[str, list[float]] = {}
+        for key, stream in streams.items():
+            node = key.partition("/")[0]
+            r = rates.setdefault(node, [0.0, 0.0])
+            r[0] += float(stream.get("messages_per_s", 0.0))
+            r[1] += float(stream.get("spikes_per_s", 0.0))
+        out: dict[str, object] = {}
+        for node in sorted(set(seen) | set(joined)):
+            info: dict[str, object] = dict(seen.get(node, {}))
+            since = joined.get(node)
+            info["alive"] = node in self._alive
+            info["joined_at"] = (
+                None if since is None else dt.datetime.fromtimestamp(since, dt.UTC).isoformat()
+            )
+            info["alive_s"] = None if since is None else round(now - since, 3)
+            msg_rate, spike_rate = rates.get(node, [0.0, 0.0])
+            info["messages_per_s"] = round(msg_rate, 1)
+            info["spikes_per_s"] = round(spike_rate, 1)
+            out[node] = info
+        return out
 
     async def _measure_rates(self) -> None:
         last: dict[str, tuple[int, int]] = {}

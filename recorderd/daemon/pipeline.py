@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from recorderd.session.errors import WriteAborted
 from recorderd.wire import (
     CONTROL_WORD,
     SEQUENCED_REASONS,
+    ControlState,
     ProtocolError,
     Reason,
     StreamKey,
@@ -47,6 +48,10 @@ IDLE_SLEEP_S: Final = 0.002
 #: Samples (and payload bytes) handled between two looks at the clock.
 BATCH_MESSAGES: Final = 512
 BATCH_BYTES: Final = 16 << 20
+#: Nodes whose last control state and incarnations the live status keeps, at most.
+MAX_NODES_SEEN: Final = 4096
+#: Incarnations listed per node in the live status (the most recent ones).
+NODE_INCARNATIONS_SHOWN: Final = 8
 
 
 class Pipeline:
@@ -83,6 +88,9 @@ class Pipeline:
         #: The longest time between two flushes so far (seconds), and how many there were.
         self.longest_flush_gap = 0.0
         self.flushes = 0
+        #: Per node: its last control state's fields and its latest incarnations (for the
+        #: live status; written by the writer thread only, read as copies).
+        self._nodes: dict[str, dict[str, Any]] = {}
 
     # -- called from other threads ---------------------------------------------------
 
@@ -132,6 +140,36 @@ class Pipeline:
     def abandon(self) -> int:
         """Drop everything still queued (counted as intake drops); return how many."""
         return self.intake.clear()
+
+    def nodes_seen(self) -> dict[str, dict[str, Any]]:
+        """Per node: module type, status, step and time of its last control state, and its
+        latest incarnations (a copy, safe to read from another thread)."""
+        return {node: dict(info) for node, info in list(self._nodes.items())}
+
+    def _note_incarnation(self, node_id: str, incarnation: int) -> dict[str, Any] | None:
+        info = self._nodes.get(node_id)
+        if info is None:
+            if len(self._nodes) >= MAX_NODES_SEEN:
+                return None
+            info = self._nodes[node_id] = {"incarnations": []}
+        seen: list[int] = info["incarnations"]
+        if not seen or seen[-1] != incarnation:
+            info["incarnations"] = [*(i for i in seen if i != incarnation), incarnation][
+                -NODE_INCARNATIONS_SHOWN:
+            ]
+        return info
+
+    def _note_control(self, state: ControlState) -> None:
+        info = self._note_incarnation(state.node_id, state.incarnation)
+        if info is not None:
+            info.update(
+                module_type=state.module_type,
+                status=state.status,
+                active_task=state.active_task,
+                step_count=state.step_count,
+                step=state.step,
+                time_ms=state.time_ms,
+            )
 
     # -- the writer thread -----------------------------------------------------------
 
@@ -281,6 +319,8 @@ class Pipeline:
         recorder = self.recorder
         assert sk.kind is not None
         batch = decode_batch(payloads, sk.kind)
+        if len(batch):
+            self._note_incarnation(sk.node_id, int(batch.header["incarnation"][-1]))
         stream = sk.stream_id
         done = 0  # valid messages recorded so far
         for index, reason, detail, sequence in batch.rejected:
@@ -311,9 +351,13 @@ class Pipeline:
             if payload is None:
                 raise ProtocolError(Reason.DELETE_SAMPLE, "a Zenoh DELETE carries no message")
             if sk.kind is None:
-                recorder.add_control(decode_control(payload, sk.node_id), received_at)
+                state = decode_control(payload, sk.node_id)
+                recorder.add_control(state, received_at)
+                self._note_control(state)
             else:
-                recorder.add(sk.node_id, sk.name, decode(payload, sk.kind))
+                msg = decode(payload, sk.kind)
+                recorder.add(sk.node_id, sk.name, msg)
+                self._note_incarnation(sk.node_id, msg.header.incarnation)
         except ProtocolError as exc:
             stream = None if sk is None else sk.stream_id
             recorder.reject(exc.reason, exc.detail, key[:200], stream=stream)
