@@ -9,9 +9,9 @@ recording guide's figures of merit, the summary report and the plots on top of i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ from recorderd.session.closing import ClosesOnExit
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: Control-state metadata keys read as a firing threshold in mV (:meth:`threshold_mv`).
+THRESHOLD_KEYS: Final = ("v_th_mv", "threshold_mv", "v_threshold_mv")
 
 
 class SessionAccess(ClosesOnExit):
@@ -54,7 +57,7 @@ class SessionAccess(ClosesOnExit):
         return self.reader.nodes()
 
     def get_recorded_layers(self, node_id: str) -> list[str]:
-        """Layers of a node with recorded spikes, sorted."""
+        """Layers of a node with recorded spikes, in the order the node declared them."""
         return self.reader.layers(node_id, L.SPIKES)
 
     def load_control_states(self) -> list[dict[str, Any]]:
@@ -118,6 +121,52 @@ class SessionAccess(ClosesOnExit):
         """A snapshot averaged over blocks to at most ``max_pixels`` per side, and its step."""
         return _scan.weight_image(self.reader, node_id, name, index, max_pixels)
 
+    def spike_times_of(
+        self,
+        node_id: str,
+        layer: str,
+        neurons: npt.ArrayLike,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+    ) -> dict[int, FloatArray]:
+        """Spike times (ms, recording order) of a few neurons, in a window.
+
+        Read slice by slice (a ``by_time`` population only over the window's rows), so
+        memory is bounded by the chunk size and the spikes of those neurons.
+        """
+        wanted = np.unique(np.asarray(neurons, dtype=np.int64))
+        parts: dict[int, list[FloatArray]] = {int(n): [] for n in wanted}
+        rows = self.reader.time_rows(node_id, layer, t_start_ms, t_stop_ms)
+        chunks = self.reader.iter_spike_chunks(
+            node_id, layer, self.chunk_rows, with_steps=False, rows=rows
+        )
+        for chunk in chunks:
+            keep = np.isin(chunk.neuron_ids, wanted)
+            if t_start_ms is not None:
+                keep &= chunk.times_ms >= t_start_ms
+            if t_stop_ms is not None:
+                keep &= chunk.times_ms < t_stop_ms
+            for nid in np.unique(chunk.neuron_ids[keep]).tolist():
+                parts[int(nid)].append(chunk.times_ms[keep & (chunk.neuron_ids == nid)])
+        return {n: np.concatenate(p) if p else np.zeros(0) for n, p in parts.items()}
+
+    def threshold_mv(self, node_id: str, layer: str) -> float | None:
+        """A layer's firing threshold (mV) if the node's control states carry one.
+
+        Looked up in the metadata of the node's latest control state that has one of
+        :data:`THRESHOLD_KEYS`, either a number or a ``{layer: number}`` mapping. The
+        recorder itself stores no threshold.
+        """
+        for state in reversed(self._node_states(node_id)):
+            meta = state.get("metadata") or {}
+            for key in THRESHOLD_KEYS:
+                value = meta.get(key)
+                if isinstance(value, Mapping):
+                    value = value.get(layer)
+                if isinstance(value, int | float) and math.isfinite(value):
+                    return float(value)
+        return None
+
     def control_table(self) -> dict[str, npt.NDArray[Any]]:
         """Control states as columns of numpy arrays (``active_task``, ``metadata``: object)."""
         states = self.load_control_states()
@@ -168,6 +217,8 @@ class SessionAccess(ClosesOnExit):
         raster_neurons: int | None = None,
         density_threshold: int = DENSITY_THRESHOLD,
         isi_edges_ms: npt.ArrayLike | None = None,
+        raster_window: tuple[float, float] | None = None,
+        sample_neurons: int | None = None,
     ) -> PopulationScan:
         """One chunked pass over a population; see :func:`analysis.scan.scan_population`."""
         return _scan.scan_population(
@@ -179,7 +230,24 @@ class SessionAccess(ClosesOnExit):
             raster_neurons=raster_neurons,
             density_threshold=density_threshold,
             isi_edges_ms=isi_edges_ms,
+            raster_window=raster_window,
+            sample_neurons=sample_neurons,
         )
+
+    def raster_window(
+        self,
+        node_id: str,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+    ) -> tuple[float, float] | None:
+        """The window of a node's rasters: the one asked for, else a readable one.
+
+        With neither bound given: :func:`analysis.scan.readable_window` of the node's
+        layers (``None``: the whole recording is readable). A missing bound is the
+        recording's start or end; an empty window raises ``ValueError``.
+        """
+        infos = [self.population_info(node_id, lay) for lay in self.get_recorded_layers(node_id)]
+        return _scan.window_of(infos, t_start_ms, t_stop_ms, True)
 
     def populations(self) -> list[tuple[str, str]]:
         """Every spike population as ``(node_id, layer)``, sorted."""

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis import statistics as S
+from analysis.info import SessionInfo, session_info
 from analysis.plot_methods import PlotMethods
 from analysis.scan import ControlSpan, PopulationInfo, PopulationScan
 from recorderd.session import layout as L
@@ -130,6 +131,14 @@ class SimulationAnalyzer(PlotMethods):
         from analysis import report
 
         return report.build_summary(self, scans)
+
+    def info(self) -> SessionInfo:
+        """The one-screen summary of ``sim-analyzer info`` (metadata and frame indexes only)."""
+        return session_info(self.reader)
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter: the session's info table (see :meth:`info`)."""
+        return self.info()._repr_html_()
 
     def generate_summary_report(self, path: str | Path | None = None) -> str:
         """The text report; also written to ``path`` if given."""

@@ -19,7 +19,14 @@ import numpy.typing as npt
 
 from analysis.access import SessionAccess
 from analysis.reader import MembraneTraces
-from analysis.scan import DENSITY_THRESHOLD, ISI_EDGES_MS, auto_bin_ms
+from analysis.sample import SAMPLE_NEURONS
+from analysis.scan import (
+    DENSITY_THRESHOLD,
+    ISI_EDGES_MS,
+    PopulationInfo,
+    auto_bin_ms,
+    window_of,
+)
 from recorderd.session import layout as L
 
 if TYPE_CHECKING:
@@ -53,6 +60,11 @@ def one_of(
     return value
 
 
+def _width(window: tuple[float, float] | None, info: PopulationInfo) -> float:
+    """The time a raster shows: its window, or the population's recorded time."""
+    return info.duration_ms if window is None else window[1] - window[0]
+
+
 class PlotMethods(SessionAccess):
     """Figures of a session; every method returns the figure and saves a PNG if asked."""
 
@@ -65,21 +77,28 @@ class PlotMethods(SessionAccess):
         *,
         density_threshold: int = DENSITY_THRESHOLD,
         layer_name: str | None = None,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+        auto_window: bool = False,
     ) -> Figure:
         """Raster of one layer with its population rate under it (density image if huge).
 
+        ``t_start_ms``/``t_stop_ms`` show a window (default: the whole recording);
+        ``auto_window`` a readable one from the start (:func:`analysis.scan.readable_window`).
         ``layer_name`` is the guide's name for ``layer``.
         """
         layer = one_of("plot_spike_raster", "layer", layer, "layer_name", layer_name)
         from analysis import plots
 
         info = self.population_info(node_id, layer)
+        window = window_of([info], t_start_ms, t_stop_ms, auto_window)
         scan = self.scan(
             node_id,
             layer,
-            bin_ms=auto_bin_ms(info.duration_ms, info.dt_ms),
+            bin_ms=auto_bin_ms(_width(window, info), info.dt_ms),
             raster_neurons=max_neurons,
             density_threshold=density_threshold,
+            raster_window=window,
         )
         return plots.finish(plots.raster_figure([scan], title=f"{node_id} {layer}"), save_path)
 
@@ -90,22 +109,29 @@ class PlotMethods(SessionAccess):
         save_path: str | Path | None = None,
         *,
         density_threshold: int = DENSITY_THRESHOLD,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+        auto_window: bool = False,
     ) -> Figure:
-        """All layers of a node stacked, with the layers' population rates under them."""
+        """All layers of a node stacked, with the layers' population rates under them.
+
+        The window options are those of :meth:`plot_spike_raster`.
+        """
         from analysis import plots
 
-        scans = []
-        for layer in self.get_recorded_layers(node_id):
-            info = self.population_info(node_id, layer)
-            scans.append(
-                self.scan(
-                    node_id,
-                    layer,
-                    bin_ms=auto_bin_ms(info.duration_ms, info.dt_ms),
-                    raster_neurons=max_neurons,
-                    density_threshold=density_threshold,
-                )
+        infos = [self.population_info(node_id, lay) for lay in self.get_recorded_layers(node_id)]
+        window = window_of(infos, t_start_ms, t_stop_ms, auto_window)
+        scans = [
+            self.scan(
+                node_id,
+                info.layer,
+                bin_ms=auto_bin_ms(_width(window, info), info.dt_ms),
+                raster_neurons=max_neurons,
+                density_threshold=density_threshold,
+                raster_window=window,
             )
+            for info in infos
+        ]
         return plots.finish(plots.raster_figure(scans, title=node_id), save_path)
 
     def plot_firing_rate_timeline(
@@ -163,9 +189,14 @@ class PlotMethods(SessionAccess):
         t_start_ms: float | None = None,
         t_stop_ms: float | None = None,
         layer_name: str | None = None,
+        mark_spikes: bool = True,
+        threshold_mv: float | None = None,
     ) -> Figure:
         """Membrane potential of chosen neurons (default: the first recorded), in a window.
 
+        ``mark_spikes``: the neurons' spikes as red ticks, where the layer's spike stream
+        records them too. ``threshold_mv``: a dashed threshold line; by default the one
+        the node's control states carry (:meth:`threshold_mv`), none if they carry none.
         ``layer_name`` is the guide's name for ``layer``.
         """
         layer = one_of("plot_membrane_traces", "layer", layer, "layer_name", layer_name)
@@ -181,7 +212,31 @@ class PlotMethods(SessionAccess):
         if t_stop_ms is not None:
             keep &= tr.times_ms < t_stop_ms
         tr = MembraneTraces(tr.steps[keep], tr.times_ms[keep], tr.neuron_ids, tr.data_mv[keep])
-        return plots.finish(plots.membrane_figure(tr, f"{node_id} {layer}"), save_path)
+        spikes = None
+        if mark_spikes and layer in self.get_recorded_layers(node_id):
+            spikes = self.spike_times_of(node_id, layer, tr.neuron_ids, t_start_ms, t_stop_ms)
+        if threshold_mv is None:
+            threshold_mv = self.threshold_mv(node_id, layer)
+        fig = plots.membrane_figure(tr, f"{node_id} {layer}", spikes, threshold_mv)
+        return plots.finish(fig, save_path)
+
+    def plot_population_statistics(
+        self,
+        node_id: str,
+        layer: str,
+        save_path: str | Path | None = None,
+        *,
+        sample_neurons: int = SAMPLE_NEURONS,
+    ) -> Figure:
+        """Rate and ISI CV distributions, a correlation matrix and synchrony over time.
+
+        Correlations and synchrony are those of ``sample_neurons`` neurons spread over the
+        layer (:mod:`analysis.sample`), from one chunked pass.
+        """
+        from analysis import plots
+
+        scan = self.scan(node_id, layer, sample_neurons=sample_neurons)
+        return plots.finish(plots.population_figure(scan), save_path)
 
     def plot_weights(
         self,

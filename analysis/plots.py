@@ -14,8 +14,9 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import matplotlib
 import numpy as np
 import numpy.typing as npt
 from matplotlib.axes import Axes
@@ -23,10 +24,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from analysis.report.figures import ReportFigure
 from recorderd.session import layout as L
 
 if TYPE_CHECKING:
     from analysis.analyzer import SimulationAnalyzer
+    from analysis.raster import RasterData
     from analysis.reader import MembraneTraces
     from analysis.scan import ControlSpan, PopulationScan
 
@@ -79,27 +82,54 @@ def status_colors(statuses: Sequence[str]) -> dict[str, str]:
 
 # -- spikes ------------------------------------------------------------------------------
 
+#: Marker height of a raster row at most (points); rows are thinner with many neurons.
+MAX_MARKER_PT: Final = 5.0
 
-def _draw_raster(ax: Axes, scan: PopulationScan) -> None:
+
+def _window_text(r: RasterData) -> str:
+    if not r.windowed:
+        return ""
+    return f", window {r.t_start_ms:g}-{r.t_stop_ms:g} ms of {r.span_ms[0]:g}-{r.span_ms[1]:g} ms"
+
+
+def _draw_raster(fig: Figure, ax: Axes, scan: PopulationScan) -> None:
     r = scan.raster
     if r is None:
         raise ValueError("the scan has no raster; scan with raster_neurons")
     n = r.neurons.size
     if r.density is not None and r.t_edges is not None and r.row_edges is not None:
         extent = (r.t_edges[0], r.t_edges[-1], r.row_edges[0], r.row_edges[-1])
-        ax.imshow(
+        im = ax.imshow(
             r.density,
             aspect="auto",
             origin="lower",
             extent=extent,
             cmap="Greys",
             interpolation="nearest",
+            vmin=0,
         )
+        # Beside the axes, so the raster keeps the width of the rate panel under it.
+        cax = ax.inset_axes((1.01, 0.0, 0.012, 1.0))
+        bin_ms = (r.t_edges[-1] - r.t_edges[0]) / max(1, r.t_edges.size - 1)
+        rows = (r.row_edges[-1] - r.row_edges[0]) / max(1, r.row_edges.size - 1)
+        cb = fig.colorbar(im, cax=cax)
+        cb.set_label(f"spikes per {bin_ms:.3g} ms\nx {rows:.3g} neuron(s)", fontsize=7)
+        cb.ax.tick_params(labelsize=7)
         how = f"density image, {r.n_spikes:,} spikes"
     else:
         assert r.times_ms is not None and r.rows is not None
-        size = 4.0 if r.n_spikes < 20_000 else 2.0
-        ax.plot(r.times_ms, r.rows, "|", color="k", markersize=size, markeredgewidth=0.6)
+        # A marker as tall as a row (at most MAX_MARKER_PT): neighbouring rows stay apart.
+        height_pt = ax.get_position().height * fig.get_figheight() * 72.0
+        size = float(np.clip(0.85 * height_pt / max(n, 1), 1.0, MAX_MARKER_PT))
+        ax.plot(
+            r.times_ms,
+            r.rows,
+            "|",
+            color="k",
+            markersize=size,
+            markeredgewidth=0.7,
+            rasterized=True,
+        )
         how = f"{r.n_spikes:,} spikes"
     ax.set_xlim(r.t_start_ms, r.t_stop_ms)
     ax.set_ylim(-0.5, max(n, 1) - 0.5)
@@ -110,42 +140,56 @@ def _draw_raster(ax: Axes, scan: PopulationScan) -> None:
     ax.set_ylabel(f"{info.layer}\nneuron")
     ax.set_title(
         f"{info.layer}: {n} of {info.n_neurons} recorded neurons shown "
-        f"(layer {info.layer_size}), {how}",
+        f"(layer {info.layer_size}), {how}{_window_text(r)}",
         fontsize=9,
         loc="left",
     )
 
 
 def raster_figure(scans: Sequence[PopulationScan], title: str) -> Figure:
-    """Rasters of one or more layers stacked, population rate per neuron underneath."""
+    """Rasters of one or more layers stacked, population rate per neuron underneath.
+
+    The x range is the rasters' window (the whole recording unless the scans were made
+    with ``raster_window``); the rate panel shows the same range. Legends sit outside
+    the axes, so they cover no data.
+    """
     ratios = [3.0] * len(scans) + [1.5]
-    fig = new_figure(10, 1.2 + 2.2 * len(scans) + 1.5)
+    fig = new_figure(10, 1.2 + 2.4 * len(scans) + 1.5)
     axes = fig.subplots(len(scans) + 1, 1, sharex=True, height_ratios=ratios, squeeze=False)
     for ax, scan in zip(axes[:-1, 0], scans, strict=True):
-        _draw_raster(ax, scan)
+        _draw_raster(fig, ax, scan)
     hist_ax = axes[-1, 0]
     for scan in scans:
         if scan.hist_counts is not None and scan.hist_counts.size:
             edges, rate = scan.rate_per_neuron()
-            hist_ax.stairs(rate, edges, label=scan.info.layer)
+            hist_ax.stairs(rate, edges, baseline=None, label=scan.info.layer, lw=1.2)
     hist_ax.set_ylabel("rate per\nneuron (Hz)")
     hist_ax.set_xlabel("time (ms)")
+    hist_ax.set_ylim(bottom=0)
     if len(scans) > 1:
-        hist_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        hist_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(title)
     return fig
 
 
 def timeline_figure(scan: PopulationScan, spans: Sequence[ControlSpan]) -> Figure:
-    """Firing rate per neuron over time; task-active spans shaded, statuses as a strip."""
-    fig = new_figure(10, 4.2)
+    """Firing rate per neuron over time; task-active spans shaded, statuses as a strip.
+
+    One legend above the strip (statuses, task shading, the rate and its mean): no
+    legend covers data. The last bin, narrower when the span is not a whole number of
+    bins, is divided by its own length (:meth:`PopulationScan.rate_per_neuron`).
+    """
+    fig = new_figure(10, 4.4)
     strip, ax = fig.subplots(2, 1, sharex=True, height_ratios=[0.4, 4])
     info = scan.info
+    handles: list[Any] = []
     if scan.hist_counts is not None:
         edges, rate = scan.rate_per_neuron()
-        ax.stairs(rate, edges, color="k", label="rate per neuron")
-        ax.axhline(scan.mean_rate_hz, color="tab:blue", ls="--", lw=0.8, label="mean")
-        ax.legend(fontsize=8, loc="upper right")
+        handles.append(ax.stairs(rate, edges, baseline=None, color="k", label="rate per neuron"))
+        handles.append(
+            ax.axhline(scan.mean_rate_hz, color="tab:blue", ls="--", lw=0.8, label="mean")
+        )
+        ax.set_ylim(bottom=0)
     # One collection per colour, not one artist per state: long runs have many states.
     active = [(sp.t0_ms, sp.t1_ms - sp.t0_ms) for sp in spans if sp.active_task]
     if active:
@@ -159,12 +203,13 @@ def timeline_figure(scan: PopulationScan, spans: Sequence[ControlSpan]) -> Figur
     strip.set_yticks([])
     strip.set_ylabel("status", rotation=0, ha="right", va="center")
     if spans:
-        handles = [Patch(color=c, label=s) for s, c in colors.items()]
+        handles += [Patch(color=c, label=s) for s, c in colors.items()]
         handles.append(Patch(color=_TASK_COLOR, alpha=0.4, label="task active"))
+    if handles:
         strip.legend(
             handles=handles,
             fontsize=7,
-            ncols=min(6, len(handles)),
+            ncols=min(8, len(handles)),
             loc="lower left",
             bbox_to_anchor=(0, 1.05),
             frameon=False,
@@ -184,6 +229,76 @@ def timeline_figure(scan: PopulationScan, spans: Sequence[ControlSpan]) -> Figur
         fontsize=9,
         loc="left",
     )
+    return fig
+
+
+def population_figure(scan: PopulationScan) -> Figure:
+    """Rate and ISI CV distributions, correlation matrix and synchrony of a layer.
+
+    Needs a scan with ``sample_neurons`` for the correlation matrix and the synchrony
+    curve (:class:`analysis.sample.SampleCounts`); without it those panels say so.
+    """
+    info = scan.info
+    fig = new_figure(11, 6.4)
+    grid = fig.add_gridspec(2, 3, height_ratios=[1.25, 1])
+    ax_rate, ax_cv, ax_corr = (fig.add_subplot(grid[0, i]) for i in range(3))
+    ax_sync = fig.add_subplot(grid[1, :])
+    rates = scan.rates_hz[np.isfinite(scan.rates_hz)]
+    if rates.size:
+        ax_rate.hist(rates, bins=min(40, max(5, rates.size // 5)), color="tab:blue")
+        ax_rate.axvline(scan.mean_rate_hz, color="k", ls="--", lw=0.8)
+    sparse = " (spiking ones)" if info.sparse else ""
+    ax_rate.set_title(f"rate of {rates.size:,} neurons{sparse}", fontsize=9, loc="left")
+    ax_rate.set_xlabel("firing rate (Hz)")
+    ax_rate.set_ylabel("neurons")
+    cv = scan.cv_isi[np.isfinite(scan.cv_isi)]
+    if cv.size:
+        ax_cv.hist(cv, bins=min(40, max(5, cv.size // 5)), color="tab:orange")
+        ax_cv.axvline(1.0, color="0.4", ls=":", lw=0.8)  # Poisson
+    ax_cv.set_title(f"ISI CV of {cv.size:,} neurons (dotted: Poisson)", fontsize=9, loc="left")
+    ax_cv.set_xlabel("CV of inter-spike intervals")
+    sample = scan.sample
+    if sample is None or sample.neurons.size < 2:
+        for ax in (ax_corr, ax_sync):
+            ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    corr = sample.correlation()
+    off = corr[~np.eye(corr.shape[0], dtype=bool)]
+    off = off[np.isfinite(off)]
+    vmax = float(np.max(np.abs(off))) if off.size else 1.0
+    shown = np.ma.masked_invalid(np.where(np.eye(corr.shape[0], dtype=bool), np.nan, corr))
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.85")
+    im = ax_corr.imshow(
+        shown, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest", origin="upper"
+    )
+    fig.colorbar(im, ax=ax_corr, label="Pearson r", shrink=0.9)
+    k = sample.neurons.size
+    ticks = np.unique(np.linspace(0, k - 1, min(k, 5)).round().astype(int))
+    ax_corr.set_xticks(ticks, [str(int(sample.neurons[t])) for t in ticks], fontsize=7)
+    ax_corr.set_yticks(ticks, [str(int(sample.neurons[t])) for t in ticks], fontsize=7)
+    mean_r = float(off.mean()) if off.size else float("nan")
+    ax_corr.set_title(
+        f"correlation, {k} neurons, {sample.bin_ms:g} ms bins (mean r {mean_r:.3f})",
+        fontsize=9,
+        loc="left",
+    )
+    edges, chi, width = sample.synchrony()
+    if chi.size:
+        ax_sync.stairs(chi, edges, baseline=None, color="k", label="synchrony chi")
+        ax_sync.axhline(1 / np.sqrt(k), color="tab:blue", ls="--", lw=0.8, label="independent")
+        ax_sync.set_xlim(edges[0], edges[-1])
+        ax_sync.legend(
+            fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, frameon=False
+        )
+    ax_sync.set_ylim(0, 1.05)
+    ax_sync.set_xlabel("time (ms)")
+    ax_sync.set_ylabel("chi")
+    ax_sync.set_title(
+        f"synchrony (Golomb chi) of the {k} neurons in {width:g} ms windows",
+        fontsize=9,
+        loc="right",
+    )
+    fig.suptitle(f"{info.node_id} {info.layer}: population statistics")
     return fig
 
 
@@ -210,19 +325,55 @@ def isi_figure(scan: PopulationScan) -> Figure:
 # -- membrane and weights -----------------------------------------------------------------
 
 
-def membrane_figure(traces: MembraneTraces, title: str) -> Figure:
-    """Membrane potential of a few neurons, one row each (thinned above MAX_TRACE_POINTS)."""
+def membrane_figure(
+    traces: MembraneTraces,
+    title: str,
+    spikes: Mapping[int, FloatArray] | None = None,
+    threshold_mv: float | None = None,
+) -> Figure:
+    """Membrane potential of a few neurons, one row each (thinned above MAX_TRACE_POINTS).
+
+    ``spikes`` (neuron -> spike times in ms) are marked by red ticks at the top of each
+    row; ``threshold_mv`` is drawn as a dashed line. Without them the title says so.
+    """
     k = max(1, traces.neuron_ids.size)
     fig = new_figure(10, 1.0 + 1.1 * k)
     axes = fig.subplots(k, 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     n = traces.times_ms.size
     stride = max(1, -(-n // MAX_TRACE_POINTS))
+    marked = 0
     for j, nid in enumerate(traces.neuron_ids.tolist()):
-        axes[j].plot(traces.times_ms[::stride], traces.data_mv[::stride, j], lw=0.7, color=f"C{j}")
-        axes[j].set_ylabel(f"{nid}", rotation=0, ha="right", va="center")
-    note = f", every {stride}th step" if stride > 1 else ""
-    axes[0].set_title(f"{title}: membrane potential (mV) by neuron{note}", fontsize=9, loc="left")
+        ax = axes[j]
+        ax.plot(traces.times_ms[::stride], traces.data_mv[::stride, j], lw=0.7, color=f"C{j % 10}")
+        ax.set_ylabel(f"#{nid}", rotation=0, ha="right", va="center")
+        if threshold_mv is not None:
+            ax.axhline(threshold_mv, color="0.3", ls="--", lw=0.8)
+        times = None if spikes is None else spikes.get(int(nid))
+        if times is not None and times.size:
+            marked += 1
+            ax.plot(
+                times,
+                np.ones(times.size),
+                "|",
+                color="tab:red",
+                markersize=6,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
+    notes = []
+    if stride > 1:
+        notes.append(f"every {stride}th step")
+    if spikes is not None:
+        notes.append(f"red ticks: spikes of {marked} of {traces.neuron_ids.size} neurons")
+    notes.append(
+        "dashed: threshold" if threshold_mv is not None else "threshold not in the recording"
+    )
+    axes[0].set_title(
+        f"{title}: membrane potential (mV) by neuron; " + ", ".join(notes), fontsize=9, loc="left"
+    )
     axes[-1].set_xlabel("time (ms)")
+    if n:
+        axes[-1].set_xlim(float(traces.times_ms.min()), float(traces.times_ms.max()))
     return fig
 
 
@@ -257,40 +408,200 @@ def weights_figure(
 # -- the CLI's set of plots -----------------------------------------------------------------
 
 
+def _window_caption(r: RasterData | None) -> str:
+    if r is None or not r.windowed:
+        return " The whole recording is shown."
+    return (
+        f" Shown: {r.t_start_ms:g}-{r.t_stop_ms:g} ms of the {r.span_ms[0]:g}-"
+        f"{r.span_ms[1]:g} ms recorded, a window chosen so that single spikes stay visible "
+        "(sim-analyzer --t-start/--t-stop shows another)."
+    )
+
+
+def _raster_caption(scans: Sequence[PopulationScan], what: str) -> str:
+    r = scans[0].raster
+    dense = [s.info.layer for s in scans if s.raster is not None and s.raster.is_density]
+    bins = {
+        float(s.hist_edges[1] - s.hist_edges[0])
+        for s in scans
+        if s.hist_edges is not None and s.hist_edges.size > 1
+    }
+    text = (
+        f"Spike raster of {what}: each row is one recorded neuron (at most "
+        f"{max((s.raster.neurons.size for s in scans if s.raster is not None), default=0)} "
+        "per layer, spread evenly over the layer; rows are labelled with the neuron's index "
+        "in its layer), each tick one spike. Below: population rate per recorded neuron"
+        + (f" in {min(bins):g} ms bins." if bins else ".")
+    )
+    if dense:
+        text += (
+            f" {', '.join(dense)}: too many spikes in view for single ticks, drawn as a density "
+            "image (spikes per pixel, colour bar on the right)."
+        )
+    return text + _window_caption(r)
+
+
 def session_plot_tasks(
     an: SimulationAnalyzer,
     scans: Mapping[tuple[str, str], PopulationScan],
     out_dir: Path,
-) -> list[tuple[str, Callable[[], Path]]]:
+    windows: Mapping[str, tuple[float, float] | None] | None = None,
+) -> list[tuple[str, Callable[[], ReportFigure]]]:
     """The automatic analysis's figures as ``(node_id, draw and save)`` tasks, in order.
 
-    Per layer ``<node>_<layer>_{raster,timeline,isi}.png``, per node
-    ``<node>_raster.png``, per membrane stream ``<node>_<layer>_membrane.png`` and per
-    weight matrix ``<node>_<name>_weights.png``. ``scans`` need a raster, a time
-    histogram and an ISI histogram.
+    Per node ``<node>_raster.png``; per layer ``<node>_<layer>_{raster,timeline,isi}.png``
+    and, when the scans have sampled neurons, ``<node>_<layer>_population.png``; per
+    membrane stream ``<node>_<layer>_membrane.png`` (over the node's window in
+    ``windows``, with the layer's spikes marked) and per weight matrix
+    ``<node>_<name>_weights.png``. ``scans`` need a raster, a time histogram and an ISI
+    histogram. Each task returns the :class:`ReportFigure` (path and caption).
     """
-    tasks: list[tuple[str, Callable[[], Path]]] = []
+    tasks: list[tuple[str, Callable[[], ReportFigure]]] = []
 
-    def add(node: str, name: str, draw: Callable[[], Figure]) -> None:
-        tasks.append((node, partial(_draw_and_save, draw, out_dir / f"{name}.png")))
+    def add(
+        node: str,
+        name: str,
+        kind: str,
+        layer: str | None,
+        caption: Callable[[], str] | str,
+        draw: Callable[[], Figure],
+    ) -> None:
+        path = out_dir / f"{name}.png"
+        tasks.append((node, partial(_draw_and_save, draw, path, node, kind, layer, caption, name)))
 
     for node in an.get_recorded_nodes():
+        window = (windows or {}).get(node)
         layers = [scans[(node, layer)] for layer in an.get_recorded_layers(node)]
         if layers:
-            add(node, f"{node}_raster", partial(raster_figure, layers, node))
+            what = f"every layer of {node}" if len(layers) > 1 else f"{node} {layers[0].info.layer}"
+            add(
+                node,
+                f"{node}_raster",
+                "node_raster",
+                None,
+                _raster_caption(layers, what),
+                partial(raster_figure, layers, node),
+            )
         for scan in layers:
-            base = f"{node}_{scan.info.layer}"
+            lay = scan.info.layer
+            base = f"{node}_{lay}"
             spans = an.control_spans(node, scan.info.t_stop_ms)
-            add(node, f"{base}_raster", partial(raster_figure, [scan], base))
-            add(node, f"{base}_timeline", partial(timeline_figure, scan, spans))
-            add(node, f"{base}_isi", partial(isi_figure, scan))
+            bin_ms = (
+                float(scan.hist_edges[1] - scan.hist_edges[0])
+                if scan.hist_edges is not None and scan.hist_edges.size > 1
+                else float("nan")
+            )
+            add(
+                node,
+                f"{base}_timeline",
+                "timeline",
+                lay,
+                f"Firing rate per recorded neuron of {lay} in {bin_ms:g} ms bins over the whole "
+                "recording (a last, shorter bin is divided by its own length); dashed: the mean "
+                "rate. The strip above shows the node's status from its control states; grey "
+                "shading marks the time a task was active.",
+                partial(timeline_figure, scan, spans),
+            )
+            if scan.sample is not None:
+                add(
+                    node,
+                    f"{base}_population",
+                    "population",
+                    lay,
+                    f"Population statistics of {lay}. Top left: firing rate of each recorded "
+                    "neuron over the recording (dashed: the mean). Top middle: coefficient of "
+                    "variation of each neuron's inter-spike intervals (neurons with at least "
+                    "two; dotted: 1, a Poisson process). Top right: Pearson correlation of the "
+                    f"spike counts in {scan.sample.bin_ms:g} ms bins of "
+                    f"{scan.sample.neurons.size} neurons spread over the layer (grey: a "
+                    "silent neuron). Bottom: synchrony chi (Golomb) of the same neurons in "
+                    "consecutive windows; dashed: 1/sqrt(n), the value for independent neurons.",
+                    partial(population_figure, scan),
+                )
+            add(
+                node,
+                f"{base}_isi",
+                "isi",
+                lay,
+                f"Inter-spike intervals of all recorded neurons of {lay} pooled, in the ISI "
+                "histogram's bins (1 ms up to 200 ms by default; longer ones are counted in "
+                "the title).",
+                partial(isi_figure, scan),
+            )
+            add(
+                node,
+                f"{base}_raster",
+                "raster",
+                lay,
+                _raster_caption([scan], f"{node} {lay}"),
+                partial(raster_figure, [scan], base),
+            )
         for layer in an.reader.layers(node, L.MEMBRANE):
-            add(node, f"{node}_{layer}_membrane", partial(an.plot_membrane_traces, node, layer))
+            lo, hi = window if window is not None else (None, None)
+            add(
+                node,
+                f"{node}_{layer}_membrane",
+                "membrane",
+                layer,
+                partial(_membrane_caption, an, node, layer, window),
+                partial(
+                    an.plot_membrane_traces,
+                    node,
+                    layer,
+                    t_start_ms=lo,
+                    t_stop_ms=hi,
+                    mark_spikes=True,
+                ),
+            )
         for name in an.get_weight_names(node):
             if an.reader.frames(node, name, L.WEIGHTS).steps.size:
-                add(node, f"{node}_{name}_weights", partial(an.plot_weights, node, name))
+                shape = "x".join(
+                    str(x) for x in an.reader.stream_attrs(node, name, L.WEIGHTS)[L.ATTR_LAYER_SIZE]
+                )
+                add(
+                    node,
+                    f"{node}_{name}_weights",
+                    "weights",
+                    name,
+                    f"Weight matrix {name} ({shape}, rows presynaptic, columns postsynaptic): "
+                    "left, its last snapshot (block means when it has more than 512 rows or "
+                    "columns); right, the Frobenius norm of every snapshot over the steps.",
+                    partial(an.plot_weights, node, name),
+                )
     return tasks
 
 
-def _draw_and_save(draw: Callable[[], Figure], path: Path) -> Path:
-    return save(draw(), path)
+def _membrane_caption(
+    an: SimulationAnalyzer, node: str, layer: str, window: tuple[float, float] | None
+) -> str:
+    threshold = an.threshold_mv(node, layer)
+    where = (
+        "over the whole recording"
+        if window is None
+        else f"from {window[0]:g} to {window[1]:g} ms (the window of the rasters)"
+    )
+    text = (
+        f"Membrane potential of the first recorded neurons of {node} {layer}, {where}, one "
+        "row per neuron (labelled with its index in the layer). Red ticks at the top of a row: "
+        "that neuron's spikes, where the spike stream records it too."
+    )
+    if threshold is None:
+        return text + (
+            " The firing threshold is not in the recording (no control state carries "
+            "'v_th_mv'), so no threshold line is drawn."
+        )
+    return text + f" Dashed: the firing threshold, {threshold:g} mV (control-state metadata)."
+
+
+def _draw_and_save(
+    draw: Callable[[], Figure],
+    path: Path,
+    node: str,
+    kind: str,
+    layer: str | None,
+    caption: Callable[[], str] | str,
+    title: str,
+) -> ReportFigure:
+    save(draw(), path)
+    text = caption() if callable(caption) else caption
+    return ReportFigure(path, node, kind, text, layer, title)

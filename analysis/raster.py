@@ -37,6 +37,7 @@ class RasterData:
     """Displayed neurons; row ``i`` of the raster is ``neurons[i]``."""
     t_start_ms: float
     t_stop_ms: float
+    """The window shown: the recorded span, or the ``window`` asked for."""
     times_ms: FloatArray | None = None
     rows: IntArray | None = None
     density: IntArray | None = None
@@ -44,6 +45,10 @@ class RasterData:
     t_edges: FloatArray | None = None
     row_edges: FloatArray | None = None
     n_spikes: int = 0
+    windowed: bool = False
+    """True when the raster shows a window of the recorded span, not all of it."""
+    span_ms: tuple[float, float] = (0.0, 0.0)
+    """The whole recorded span ``[t_start, t_stop)``."""
 
     @property
     def is_density(self) -> bool:
@@ -54,14 +59,30 @@ class RasterData:
 class RasterAccumulator:
     """Collects displayed spikes as points, switching to a density image past a threshold."""
 
-    def __init__(self, info: PopulationInfo, max_neurons: int, threshold: int) -> None:
+    def __init__(
+        self,
+        info: PopulationInfo,
+        max_neurons: int,
+        threshold: int,
+        window: tuple[float, float] | None = None,
+    ) -> None:
         rec = info.neurons
         if rec.size > max_neurons:  # evenly spread over the layer, not just its start
             idx = np.unique(np.linspace(0, rec.size - 1, max(1, max_neurons)).round())
             rec = rec[idx.astype(np.int64)]
-        t0 = info.t_start_ms or 0.0
-        t1 = info.t_stop_ms if info.t_stop_ms is not None else t0 + 1.0
-        self.data = RasterData(neurons=rec, t_start_ms=t0, t_stop_ms=t1)
+        s0 = info.t_start_ms or 0.0
+        s1 = info.t_stop_ms if info.t_stop_ms is not None else s0 + 1.0
+        t0, t1 = (s0, s1) if window is None else (float(window[0]), float(window[1]))
+        if t1 <= t0:
+            raise ValueError(f"empty raster window [{t0}, {t1}) ms")
+        self._window = window is not None
+        self.data = RasterData(
+            neurons=rec,
+            t_start_ms=t0,
+            t_stop_ms=t1,
+            windowed=window is not None and (t0 > s0 or t1 < s1),
+            span_ms=(s0, s1),
+        )
         self.threshold = threshold
         n_steps = round((t1 - t0) / info.dt_ms) if info.dt_ms > 0 else 1
         self._t_edges = np.linspace(t0, t1, max(1, min(DENSITY_TIME_BINS, n_steps)) + 1)
@@ -75,6 +96,8 @@ class RasterAccumulator:
         if rec.size == 0 or ids.size == 0:
             return
         rank, hit = S.neuron_ranks(rec, ids)
+        if self._window:
+            hit &= (times >= self.data.t_start_ms) & (times < self.data.t_stop_ms)
         rows, t = rank[hit], times[hit]
         self.data.n_spikes += int(rows.size)
         if self.data.density is None and self.data.n_spikes <= self.threshold:

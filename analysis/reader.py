@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from analysis.paths import session_dir as folder_of
 from analysis.records import (
     AnalysisError,
     MembraneTraces,
@@ -22,6 +23,7 @@ from analysis.records import (
     Run,
     SpikeTrains,
     UnsupportedFormatError,
+    missing_messages,
     runs_of,
     span_of,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "SpikeTrains",
     "StreamKind",
     "UnsupportedFormatError",
+    "missing_messages",
     "runs_of",
     "span_of",
 ]
@@ -67,7 +70,7 @@ __all__ = [
 StreamKind = Kind | str
 #: Rows per slice of the out-of-core spike reads: 2 Mi rows, a whole number of the
 #: writer's chunks of every format version (40 MiB for times, ids and steps together).
-DEFAULT_CHUNK_ROWS: Final = 1 << 21
+DEFAULT_CHUNK_ROWS: Final = 1 << 20  # 12 MiB of times and ids per chunk
 #: Rows per slice when reading membrane data or a weight matrix piecewise.
 _DATA_BLOCK_ELEMENTS: Final = 1 << 22
 
@@ -75,6 +78,7 @@ _DATA_BLOCK_ELEMENTS: Final = 1 << 22
 class SessionReader(ClosesOnExit):
     """Read-only view of one session folder: finished, live or left by a crash.
 
+    ``session_dir`` is the folder, or its ``simulation_data.h5``.
     ``recover`` (default True): a session left by a crashed recorder is repaired in
     place on opening, as the next recorder would do (the reader takes the session lock
     for a moment and applies the journal), so that any HDF5 tool can open it afterwards.
@@ -84,7 +88,7 @@ class SessionReader(ClosesOnExit):
     """
 
     def __init__(self, session_dir: str | Path, *, recover: bool = True) -> None:
-        self.path = Path(session_dir)
+        self.path = folder_of(session_dir)  # the folder, or its simulation_data.h5
         if not (self.path / L.DATA_FILE).is_file():
             raise NotASessionError(self.path)
         try:
@@ -136,7 +140,9 @@ class SessionReader(ClosesOnExit):
         return self._file.node_attrs(node_id)
 
     def layers(self, node_id: str, kind: StreamKind = L.SPIKES) -> list[str]:
-        """Layer (or weight) names of a node under ``spikes``, ``membrane`` or ``weights``."""
+        """Layer (or weight) names of a node under ``spikes``, ``membrane`` or ``weights``,
+        in the order the node declared them (its streams' creation order; alphabetical in
+        files written before the recorder kept that order)."""
         kind = group_of(kind)
         index = self._layers.get(kind)
         if index is None:  # one listing of the group per reader, not one per node
@@ -144,7 +150,7 @@ class SessionReader(ClosesOnExit):
             for pop in self._file.populations(kind):
                 node, layer = L.split_population(pop)
                 index.setdefault(node, []).append(layer)
-        return sorted(index.get(node_id, []))
+        return list(index.get(node_id, []))
 
     def stream_attrs(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> dict[str, Any]:
         """Attributes of a stream group (layer size, dt, subsample rate, ...)."""
@@ -256,12 +262,14 @@ class SessionReader(ClosesOnExit):
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         *,
         with_steps: bool = True,
+        rows: tuple[int, int] | None = None,
     ) -> Iterator[SpikeTrains]:
         """Spikes of a layer in recording order, ``chunk_rows`` rows at a time.
 
         Memory stays bounded by ``chunk_rows`` whatever the population size. With
         ``with_steps=False`` the ``steps`` dataset is not read and each chunk's
         ``steps`` is empty (a third less I/O when only times and ids are needed).
+        ``rows`` limits the pass to rows ``[a, b)`` (see :meth:`time_rows`).
         """
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
@@ -269,11 +277,32 @@ class SessionReader(ClosesOnExit):
         times, ids = g.dataset(L.TIMESTAMPS), g.dataset(L.NODE_IDS)
         steps_of = Steps(g) if with_steps else None
         n = self.spike_rows(node_id, layer)
+        first, end = (0, n) if rows is None else (max(0, rows[0]), min(n, rows[1]))
         no_steps = np.zeros(0, dtype=np.int64)
-        for lo in range(0, n, chunk_rows):
-            hi = min(n, lo + chunk_rows)
+        for lo in range(first, end, chunk_rows):
+            hi = min(end, lo + chunk_rows)
             steps = steps_of.read(lo, hi) if steps_of is not None else no_steps
             yield SpikeTrains(steps, times.read(lo, hi), ids.read(lo, hi))
+
+    def time_rows(
+        self,
+        node_id: str,
+        layer: str,
+        t_start_ms: float | None = None,
+        t_stop_ms: float | None = None,
+    ) -> tuple[int, int]:
+        """Rows ``[a, b)`` that hold every spike with ``t_start_ms <= t < t_stop_ms``.
+
+        Exact for a ``by_time`` population (binary search, a few chunk reads); every row
+        of an unsorted one (filter the times yourself).
+        """
+        n = self.spike_rows(node_id, layer)
+        if self.sorting(node_id, layer) != "by_time":
+            return 0, n
+        ts = self._stream(L.SPIKES, node_id, layer).dataset(L.TIMESTAMPS)
+        lo = 0 if t_start_ms is None else bisect_left(ts, t_start_ms, 0, n)
+        hi = n if t_stop_ms is None else bisect_left(ts, t_stop_ms, lo, n)
+        return lo, max(lo, hi)
 
     def spike_rows(self, node_id: str, layer: str) -> int:
         """Number of spike rows that are complete and covered by the frame index.

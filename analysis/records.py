@@ -21,7 +21,9 @@ class NotASessionError(AnalysisError):
     """The folder holds no recorded session."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is not a recorded session (no {L.DATA_FILE} of {L.FORMAT_NAME})")
+        why = f"no {L.DATA_FILE} of {L.FORMAT_NAME}" if path.exists() else "no such folder"
+        super().__init__(f"{path} is not a recorded session ({why})")
+        self.path = path
 
 
 class UnsupportedFormatError(AnalysisError):
@@ -75,6 +77,15 @@ def runs_of(frames: Frames, dt_ms: float) -> list[Run]:
         runs.append(Run(int(inc), a, b, t0, t1 + run_dt))
     runs.sort(key=lambda r: r.t_start_ms)
     return runs
+
+
+def missing_messages(frames: Frames) -> int:
+    """Gaps in ``frame_seq`` within each incarnation: messages absent from the file."""
+    missing = 0
+    for inc in np.unique(frames.incarnation):
+        seq = frames.seq[frames.incarnation == inc].astype(np.int64)
+        missing += int(seq.max()) - int(seq.min()) + 1 - int(seq.size)
+    return missing
 
 
 def span_of(runs: Sequence[Run]) -> tuple[float, float]:

@@ -12,6 +12,7 @@ recorded neurons, never by the number of spikes. Weight matrices are read in row
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,7 +22,15 @@ import numpy.typing as npt
 from analysis import statistics as S
 from analysis.isi import ISI_EDGES_MS, IsiAccumulator
 from analysis.raster import DENSITY_THRESHOLD, DENSITY_TIME_BINS, RasterAccumulator, RasterData
-from analysis.reader import DEFAULT_CHUNK_ROWS, Run, SessionReader, runs_of, span_of
+from analysis.reader import (
+    DEFAULT_CHUNK_ROWS,
+    Run,
+    SessionReader,
+    missing_messages,
+    runs_of,
+    span_of,
+)
+from analysis.sample import SampleAccumulator, SampleCounts
 from analysis.weights import weight_image, weight_norms
 from recorderd.session import layout as L
 
@@ -29,6 +38,7 @@ __all__ = [
     "DENSITY_THRESHOLD",
     "DENSITY_TIME_BINS",
     "ISI_EDGES_MS",
+    "READABLE_SPIKES_PER_ROW",
     "SPARSE_NEURONS",
     "ControlSpan",
     "PopulationInfo",
@@ -36,9 +46,11 @@ __all__ = [
     "RasterData",
     "auto_bin_ms",
     "population_info",
+    "readable_window",
     "scan_population",
     "weight_image",
     "weight_norms",
+    "window_of",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -109,21 +121,40 @@ class PopulationScan:
     raster: RasterData | None = None
     hist_coverage: FloatArray | None = None
     """Per time bin: recorded time in it over the bin width, summed over incarnations."""
+    hist_tail: int = 0
+    """Spikes after the last whole bin (``hist_edges[-1]`` to ``t_stop_ms``): Elephant's
+    binning drops them; :meth:`rate_per_neuron` shows them as a last, narrower bin."""
+    sample: SampleCounts | None = None
+    """Binned counts of a few sampled neurons (correlations, synchrony), if asked for."""
 
     def rate_per_neuron(self) -> tuple[FloatArray, FloatArray]:
         """Time-histogram edges and the rate per recorded neuron in each bin (Hz).
 
         Divided by the recorded time in each bin (``hist_coverage``): a partly recorded
         bin is not biased low, and where restarted runs overlap in time their spikes are
-        shared out over the runs. Bins with no recorded time are nan.
+        shared out over the runs. Bins with no recorded time are nan. When the span is
+        not a whole number of bins, the rest (from the last whole bin to ``t_stop_ms``)
+        is a last, narrower bin, divided by its own recorded time: the rate does not
+        drop at the right edge.
         """
         edges, counts, cover = self.hist_edges, self.hist_counts, self.hist_coverage
         if edges is None or counts is None or cover is None:
             raise ValueError("the scan has no time histogram; scan with bin_ms")
+        t_stop = self.info.t_stop_ms
+        counts = counts.astype(np.float64)
+        if (
+            t_stop is not None
+            and edges.size > 1
+            and t_stop - edges[-1] > 1e-9 * (edges[1] - edges[0])
+        ):
+            tail_edges = np.array([edges[-1], t_stop])
+            edges = np.append(edges, t_stop)
+            counts = np.append(counts, float(self.hist_tail))
+            cover = np.append(cover, _coverage(tail_edges, self.info.runs))
         n = self.info.n_neurons
-        bin_s = (edges[1] - edges[0]) / 1000.0 if edges.size > 1 else 1.0
+        widths_s = np.diff(edges) / 1000.0 if edges.size > 1 else np.ones(counts.size)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = counts / (n * bin_s * cover)
+            rate = counts / (n * widths_s * cover)
         rate[(cover <= 0) | (n == 0)] = np.nan
         result: FloatArray = rate
         return edges, result
@@ -191,10 +222,7 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
     attrs = reader.stream_attrs(node_id, layer)
     fr = reader.frames(node_id, layer)
     dt = float(attrs.get(L.ATTR_DT_MS, 1.0))
-    missing = 0
-    for inc in np.unique(fr.incarnation):
-        seq = fr.seq[fr.incarnation == inc].astype(np.int64)
-        missing += int(seq.max()) - int(seq.min()) + 1 - int(seq.size)
+    missing = missing_messages(fr)
     runs = runs_of(fr, dt)
     empty = fr.steps.size == 0
     n_neurons = reader.recorded_count(node_id, layer)
@@ -236,13 +264,17 @@ def scan_population(
     raster_neurons: int | None = None,
     density_threshold: int = DENSITY_THRESHOLD,
     isi_edges_ms: npt.ArrayLike | None = None,
+    raster_window: tuple[float, float] | None = None,
+    sample_neurons: int | None = None,
 ) -> PopulationScan:
     """One chunked pass over a population: counts and ISI moments, plus what is asked.
 
     ``bin_ms`` adds a population time histogram over the recorded span (Elephant's
     binning, :func:`analysis.statistics.time_histogram`; a span shorter than a bin is
     one bin), ``raster_neurons`` a raster of at most that many neurons (a density image
-    above ``density_threshold`` spikes), ``isi_edges_ms`` an ISI histogram. Memory is
+    above ``density_threshold`` spikes) over ``raster_window`` (ms, default the whole
+    span), ``isi_edges_ms`` an ISI histogram, ``sample_neurons`` the binned counts of
+    that many neurons (:mod:`analysis.sample`: correlations, synchrony). Memory is
     bounded by ``chunk_rows``.
     """
     info = population_info(reader, node_id, layer)
@@ -253,7 +285,9 @@ def scan_population(
     isi = IsiAccumulator(k, edges)
     raster = None
     if raster_neurons is not None:
-        raster = RasterAccumulator(info, raster_neurons, density_threshold)
+        raster = RasterAccumulator(info, raster_neurons, density_threshold, raster_window)
+    sample = None if sample_neurons is None else SampleAccumulator(info, sample_neurons)
+    tail = 0
     hist_edges: FloatArray | None = None
     hist: IntArray | None = None
     cover: FloatArray | None = None
@@ -272,9 +306,13 @@ def scan_population(
         counts += np.bincount(rank, minlength=k)
         isi.update(rank, t[hit])
         if hist is not None:
-            hist += S.time_histogram(t, t0, t1, b)[1]
+            part = S.time_histogram(t, t0, t1, b)[1]
+            hist += part
+            tail += int(t.size) - int(part.sum())
         if raster is not None:
             raster.update(ids, t)
+        if sample is not None:
+            sample.update(ids, t)
     return PopulationScan(
         info=info,
         spike_counts=counts,
@@ -288,6 +326,8 @@ def scan_population(
         isi_overflow=isi.overflow,
         raster=None if raster is None else raster.result(),
         hist_coverage=cover,
+        hist_tail=tail,
+        sample=None if sample is None else sample.result(),
     )
 
 
@@ -309,3 +349,62 @@ def auto_bin_ms(duration_ms: float, dt_ms: float, target_bins: int = 100) -> flo
         if m * 10.0**exp >= raw:
             return m * 10.0**exp
     return 10.0 ** (exp + 1)
+
+
+#: Spikes per raster row, on average, in a readable window (about 20 px apart across a
+#: 10 in figure at 100 dpi).
+READABLE_SPIKES_PER_ROW: Final = 40
+#: The shortest default window, in steps.
+MIN_WINDOW_STEPS: Final = 50
+
+
+def readable_window(
+    infos: Sequence[PopulationInfo], spikes_per_row: float = READABLE_SPIKES_PER_ROW
+) -> tuple[float, float] | None:
+    """A window from the start of the recording in which rasters stay readable.
+
+    Its width gives the busiest population about ``spikes_per_row`` spikes per neuron
+    (from its mean rate, which the frame index gives without reading a spike), rounded
+    down to 1, 2 or 5 x 10^k ms and at least :data:`MIN_WINDOW_STEPS` steps. ``None``
+    when the whole recording is readable (or there is nothing to show).
+    """
+    spans = [(i.t_start_ms, i.t_stop_ms) for i in infos if i.t_start_ms is not None]
+    if not spans:
+        return None
+    t0 = min(float(a) for a, _ in spans)
+    t1 = max(float(b) for _, b in spans if b is not None)
+    rates = [
+        i.total_spikes / (i.n_neurons * i.duration_ms / 1000.0)
+        for i in infos
+        if i.n_neurons and i.duration_ms > 0
+    ]
+    peak = max(rates, default=0.0)
+    if peak <= 0:
+        return None
+    raw = spikes_per_row / peak * 1000.0
+    exp = math.floor(math.log10(raw))
+    width = max(m * 10.0**exp for m in (1.0, 2.0, 5.0) if m * 10.0**exp <= raw)
+    width = max(width, MIN_WINDOW_STEPS * min(i.dt_ms for i in infos))
+    if width >= t1 - t0:
+        return None
+    return t0, t0 + width
+
+
+def window_of(
+    infos: Sequence[PopulationInfo],
+    t_start_ms: float | None,
+    t_stop_ms: float | None,
+    auto: bool,
+) -> tuple[float, float] | None:
+    """A raster window: ``[t_start_ms, t_stop_ms)`` (a missing bound is the recording's
+    start or end), or with neither given :func:`readable_window` if ``auto`` else None
+    (the whole recording). An empty window raises ``ValueError``."""
+    if t_start_ms is None and t_stop_ms is None:
+        return readable_window(infos) if auto else None
+    starts = [i.t_start_ms for i in infos if i.t_start_ms is not None]
+    stops = [i.t_stop_ms for i in infos if i.t_stop_ms is not None]
+    lo = t_start_ms if t_start_ms is not None else min(starts, default=0.0)
+    hi = t_stop_ms if t_stop_ms is not None else max(stops, default=lo + 1.0)
+    if hi <= lo:
+        raise ValueError(f"empty time window: t_start {lo} ms >= t_stop {hi} ms")
+    return lo, hi

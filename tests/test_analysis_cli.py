@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,3 +197,112 @@ def test_unfinished_session_is_analysed(unfinished: Path) -> None:
     assert doc["complete"] is False and doc["stop_time_utc"] == ""
     layer = doc["nodes"]["n"]["layers"]["l"]
     assert layer["total_spikes"] == 100 and layer["mean_rate_hz"] == pytest.approx(200.0)
+
+
+# -- issue 12: errors a newcomer hits, version, completion, windows ----------------------
+
+
+def test_the_data_file_path_is_accepted(recorded: Path) -> None:
+    res = run(recorded / L.DATA_FILE, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["session"] == "s"
+    assert run("export", "sonata", recorded / L.DATA_FILE, recorded.parent / "x.h5").returncode == 0
+
+
+def test_a_missing_folder_suggests_close_sessions(tmp_path: Path) -> None:
+    rec = tmp_path / "sim_recordings"
+    with SimulationRecorder(RecorderConfig(output_dir=rec, session_name="demo_20260101_1200")):
+        pass
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (
+        ["sim_recordings/demo_20260101_120"],
+        ["export", "nwb", "sim_recordings/demo_2026010_1200", "x.nwb"],
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "analysis", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 2
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "did you mean sim_recordings/demo_20260101_1200?" in lines[0]
+    res = run(tmp_path / "nothing-like-it")
+    assert res.returncode == 2 and "did you mean" not in res.stderr
+
+
+def test_an_empty_session_says_no_nodes(tmp_path: Path) -> None:
+    with SimulationRecorder(RecorderConfig(output_dir=tmp_path, session_name="e")):
+        pass
+    res = run(tmp_path / "e")
+    assert res.returncode == 0, res.stderr
+    assert "No nodes recorded" in res.stdout and "Plots:" not in res.stdout
+    assert not (tmp_path / "e" / L.PLOTS_DIR).exists()
+    assert "No nodes recorded." in (tmp_path / "e" / "report.txt").read_text()
+
+
+def test_version_and_short_help() -> None:
+    from analysis.info import package_version
+
+    res = run("--version")
+    assert (
+        res.returncode == 0
+        and res.stdout.strip() == f"sim-analyzer (recorderd) {package_version()}"
+    )
+    for args in (["-h"], ["--help"], ["info", "-h"], ["export", "-h"], ["export", "nwb", "-h"]):
+        res = run(*args)
+        assert res.returncode == 0 and "Usage: sim-analyzer" in res.stdout, args
+
+
+def test_shell_completion() -> None:
+    assert "--install-completion" in run("--help").stdout
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "_SIM_ANALYZER_COMPLETE": "complete_bash",
+        "COMP_WORDS": "sim-analyzer export s",
+        "COMP_CWORD": "2",
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "analysis"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0 and res.stdout.split() == ["sonata"]
+    shown = run("--show-completion", "bash")
+    assert shown.returncode == 0 and "_SIM_ANALYZER_COMPLETE" in shown.stdout
+
+
+def _commands(help_text: str) -> list[str]:
+    """Command names listed in a help text's Commands panel."""
+    panel = help_text.split("Commands", 1)[1] if "Commands" in help_text else ""
+    return re.findall(r"^│ (\w[\w-]*)\s", panel, flags=re.M)
+
+
+def test_every_spelling_the_help_shows_works(session: Path) -> None:
+    """Walk the help texts: every command they list and every example they quote runs."""
+    seen = set()
+    todo = [[]]
+    while todo:
+        path = todo.pop()
+        res = run(*path, "--help")
+        assert res.returncode == 0, (path, res.stderr)
+        for cmd in _commands(res.stdout):
+            if (*path, cmd) not in seen:
+                seen.add((*path, cmd))
+                todo.append([*path, cmd])
+        for quoted in re.findall(r"`(sim-analyzer [^`]+)`", res.stdout.replace("\n", " ")):
+            words = re.sub(r"\s+", " ", quoted).split()[1:]
+            args = [str(session) if w == "SESSION_DIR" else w for w in words]
+            done = run(*args, "--no-plots")
+            assert done.returncode == 0, (quoted, done.stderr)
+    assert {("analyze",), ("info",), ("export",), ("export", "sonata"), ("export", "nwb")} <= seen
+
+
+def test_window_options(session: Path) -> None:
+    res = run(session, "--t-start", "100", "--t-stop", "150")
+    assert res.returncode == 0, res.stderr
+    html = (session / "report.html").read_text()
+    assert "Shown: 100-150 ms of the 0-300 ms recorded" in html
+    bad = run(session, "--t-start", "100", "--t-stop", "50")
+    assert bad.returncode == 2 and "--t-stop" in bad.stderr

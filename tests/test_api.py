@@ -66,7 +66,7 @@ def test_guide_python_api_snippet() -> None:
     session = Path("my_recordings/experiment_xor_task")
     assert {p.name for p in session.iterdir()} >= {L.DATA_FILE, L.CONTROL_FILE, L.STATISTICS_FILE}
     with SessionReader(session) as r:
-        assert r.layers("pfc-0") == ["hidden", "input", "output"]
+        assert r.layers("pfc-0") == ["input", "hidden", "output"]  # as declared
         assert (
             sum(r.spikes("pfc-0", layer).neuron_ids.size for layer in r.layers("pfc-0")) == produced
         )

@@ -327,3 +327,79 @@ def test_neo_unknown_node(session: Path) -> None:
     pytest.importorskip("neo")
     with pytest.raises(UnknownPopulationError, match="no node"):
         to_neo(session, node_id="nope-0")
+
+
+# -- SONATA for other readers: compressed, renamed, with a node file (issue 12) -------------
+
+
+def test_sonata_compressed_for_h5py(session: Path, tmp_path: Path) -> None:
+    plain, packed = tmp_path / "plain.h5", tmp_path / "packed.h5"
+    export_sonata(session, plain)
+    counts = export_sonata(session, packed, compress=True)
+    assert counts == export_sonata(session, tmp_path / "again.h5")
+    with h5py.File(plain, "r") as a, h5py.File(packed, "r") as b:
+        for pop in counts:
+            for name in ("timestamps", "node_ids"):
+                ds = b[f"spikes/{pop}/{name}"]
+                assert ds.compression == "gzip" and ds.shuffle
+                np.testing.assert_array_equal(ds[()], a[f"spikes/{pop}/{name}"][()])
+            assert int(b[f"spikes/{pop}"].attrs["sorting"]) == 2
+    assert packed.stat().st_size < plain.stat().st_size / 2
+
+
+def test_sonata_names_a_circuit_resolves(session: Path, tmp_path: Path) -> None:
+    libsonata = pytest.importorskip("libsonata")
+    rename = {"pfc-0.output": "PFC_L5"}
+    counts = export_sonata(
+        session, tmp_path / "spikes.h5", rename=rename, nodes_path=tmp_path / "nodes.h5"
+    )
+    assert set(counts) == {"PFC_L5", "pfc-0.hidden", "visual-0.v1"}
+    # A circuit config made of the node file: every spike population is one of its node
+    # populations, and every spike's node id is a node of it.
+    import json
+
+    config = {
+        "manifest": {"$BASE_DIR": str(tmp_path)},
+        "networks": {
+            "nodes": [
+                {
+                    "nodes_file": "$BASE_DIR/nodes.h5",
+                    "populations": {name: {"type": "point_neuron"} for name in counts},
+                }
+            ],
+            "edges": [],
+        },
+    }
+    circuit = libsonata.CircuitConfig(json.dumps(config), str(tmp_path))
+    spikes = libsonata.SpikeReader(str(tmp_path / "spikes.h5"))
+    assert set(spikes.get_population_names()) == set(circuit.node_populations) == set(counts)
+    sizes = {"PFC_L5": 20, "pfc-0.hidden": 50, "visual-0.v1": 30}
+    for name, size in sizes.items():
+        nodes = circuit.node_population(name)
+        assert nodes.size == size
+        ids = spikes[name].get_dict()["node_ids"]
+        assert ids.size == counts[name] and int(ids.max()) < nodes.size
+    with h5py.File(tmp_path / "nodes.h5", "r") as f:
+        assert f["nodes/PFC_L5"].attrs["recorderd_population"] == "pfc-0.output"
+
+
+def test_sonata_bad_renames(session: Path, tmp_path: Path) -> None:
+    with pytest.raises(UnknownPopulationError, match=r"rename names no exported population: a\.b"):
+        export_sonata(session, tmp_path / "x.h5", rename={"a.b": "c"})
+    with pytest.raises(UnknownPopulationError, match="same name"):
+        export_sonata(session, tmp_path / "x.h5", rename={"pfc-0.output": "x", "pfc-0.hidden": "x"})
+    res = CliRunner().invoke(
+        export_app, ["sonata", str(session), str(tmp_path / "x.h5"), "--rename", "nope"]
+    )
+    assert res.exit_code == 2 and "OLD" not in res.output and "SESSION_NAME=NEW_NAME" in res.output
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_sonata_compress_rename_nodes(session: Path, tmp_path: Path) -> None:
+    args = ["sonata", str(session), str(tmp_path / "o.h5"), "--compress"]
+    args += ["--rename", "visual-0.v1=V1", "--nodes", str(tmp_path / "n.h5")]
+    res = CliRunner().invoke(export_app, args)
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "o.h5", "r") as f, h5py.File(tmp_path / "n.h5", "r") as n:
+        assert "V1" in f["spikes"] and f["spikes/V1/timestamps"].compression == "gzip"
+        assert set(n["nodes"]) == set(f["spikes"])

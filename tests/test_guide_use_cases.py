@@ -80,7 +80,7 @@ def test_quick_start_records_without_a_daemon(tmp_path: Path) -> None:
     session = rec_dir / "my_experiment_001"
     assert_recorded(session, summaries, 300)
     with SessionReader(session) as r:
-        assert r.layers("visual-0", L.MEMBRANE) == ["output", "retina", "v1"]
+        assert r.layers("visual-0", L.MEMBRANE) == ["retina", "v1", "output"]  # as declared
         assert r.layers("visual-0", L.WEIGHTS) == ["w_retina_v1", "w_v1_output"]
         assert r.membrane("visual-0", "v1")[1].shape == (300, 500)
         assert r.control_states()[-1]["status"] == "Stopped"

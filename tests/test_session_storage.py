@@ -256,3 +256,47 @@ def test_a_new_stream_gets_the_datasets_series_of_lists(tmp_path: Path, kind: Ki
             assert ds.chunks[0] == s.chunk_rows and ds.compression == "gzip"
             if s.whole_rows:
                 assert ds.chunks[1:] == ds.shape[1:]
+
+
+def test_layers_are_listed_in_the_order_the_node_declared_them(tmp_path: Path) -> None:
+    """Streams keep their creation order (the node's publishing order), not the alphabet;
+    a later flush, a second node and an appended run do not reorder them."""
+    from analysis.analyzer import SimulationAnalyzer
+    from recorderd import RecorderConfig, SimulationRecorder
+
+    declared = ["input", "hidden", "output"]  # alphabetically: hidden, input, output
+    config = RecorderConfig(output_dir=tmp_path, session_name="order", record_membrane=True)
+    with SimulationRecorder(config) as rec:
+        for step in range(3):
+            for layer in declared:
+                rec.record_spikes("pfc", layer, np.asarray([1, 2]), layer_size=10, step=step)
+                rec.record_spikes("b-node", f"z{layer}", np.asarray([1]), layer_size=10, step=step)
+            if step == 1:  # a layer first seen after a flush comes last
+                rec.flush_all()
+                rec.record_spikes("pfc", "aux", np.asarray([0]), layer_size=4, step=step)
+        for layer in reversed(declared):
+            rec.record_membrane("pfc", layer, np.full(10, -65.0), step=3)
+    with SessionReader(tmp_path / "order") as r:
+        assert r.layers("pfc") == [*declared, "aux"]
+        assert r.layers("b-node") == [f"z{layer}" for layer in declared]
+        assert r.layers("pfc", L.MEMBRANE) == list(reversed(declared))
+        assert r.nodes() == ["b-node", "pfc"]  # nodes stay sorted by id
+    with SimulationAnalyzer(tmp_path / "order") as an:
+        assert an.get_recorded_layers("pfc") == [*declared, "aux"]
+
+
+def test_files_without_creation_order_list_layers_alphabetically(tmp_path: Path) -> None:
+    from recorderd import RecorderConfig, SimulationRecorder
+
+    with SimulationRecorder(RecorderConfig(output_dir=tmp_path, session_name="old")) as rec:
+        for layer in ["input", "hidden", "output"]:
+            rec.record_spikes("pfc", layer, np.asarray([1]), layer_size=10, step=0)
+    path = tmp_path / "old" / L.DATA_FILE
+    with h5py.File(path, "a") as f:  # rebuild /spikes as an older recorder made it
+        f.move(L.SPIKES, "old-spikes")
+        f.create_group(L.SPIKES)  # no creation-order index
+        for name in ["pfc.output", "pfc.input", "pfc.hidden"]:
+            f.move(f"old-spikes/{name}", f"{L.SPIKES}/{name}")
+        del f["old-spikes"]
+    with SessionReader(tmp_path / "old") as r:
+        assert r.layers("pfc") == ["hidden", "input", "output"]

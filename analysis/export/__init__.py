@@ -9,9 +9,14 @@ imported from here: ``from analysis.export import export_sonata``.
 
 from __future__ import annotations
 
-from analysis.export._common import MissingDependencyError, UnknownPopulationError, recording_span
+from analysis.export._common import (
+    MetadataError,
+    MissingDependencyError,
+    UnknownPopulationError,
+    recording_span,
+)
 from analysis.export.neo import to_neo
-from analysis.export.nwb import export_nwb
+from analysis.export.nwb import NwbMetadata, export_nwb
 from analysis.export.sonata import COPY_ROWS, SONATA_MAGIC, SONATA_VERSION, export_sonata
 
 # The SONATA copy step, looked up here by export_sonata: replacing it simulates a failing write.
@@ -20,7 +25,9 @@ __all__ = [
     "COPY_ROWS",
     "SONATA_MAGIC",
     "SONATA_VERSION",
+    "MetadataError",
     "MissingDependencyError",
+    "NwbMetadata",
     "UnknownPopulationError",
     "export_nwb",
     "export_sonata",

@@ -25,7 +25,11 @@ class MissingDependencyError(AnalysisError):
 
 
 class UnknownPopulationError(AnalysisError):
-    """A requested spike population is not in the session."""
+    """A requested spike population is not in the session (or a rename is invalid)."""
+
+
+class MetadataError(AnalysisError):
+    """Export metadata (options or a TOML file) that cannot be used."""
 
 
 def recording_span(frame_time_ms: npt.ArrayLike, dt_ms: float) -> tuple[float, float]:

@@ -8,19 +8,18 @@ session.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analysis.formats import integrity as integrity
+from analysis.formats import jsonable as jsonable
 from recorderd.session import layout as L
-from recorderd.session.statistics import (
-    COUNTERS,  # summed over recorder runs; first/last_step: min/max
-)
 
 if TYPE_CHECKING:
     from analysis.analyzer import SimulationAnalyzer
+    from analysis.info import SessionInfo
     from analysis.scan import PopulationScan
 
 
@@ -28,6 +27,8 @@ def build_summary(
     an: SimulationAnalyzer, scans: Mapping[tuple[str, str], PopulationScan] | None = None
 ) -> dict[str, Any]:
     """The session summary; ``scans`` reuses population scans already made (else scans now)."""
+    from analysis.info import session_info  # imports this module
+
     r = an.reader
     meta = r.metadata()
     nodes: dict[str, Any] = {}
@@ -62,7 +63,8 @@ def build_summary(
         }
     streams, rejected, runs = integrity(r.statistics())
     stop = str(meta.get(L.ATTR_STOP_TIME, ""))
-    summary: dict[str, Any] = _jsonable(
+    info = session_info(r)
+    summary: dict[str, Any] = jsonable(
         {
             "format_version": r.format_version(),
             "session": meta.get(L.ATTR_SESSION) or an.session_dir.name,
@@ -74,9 +76,37 @@ def build_summary(
             "nodes": nodes,
             "streams": streams,
             "rejected": rejected,
+            "overview": overview(info),
         }
     )
     return summary
+
+
+def overview(info: SessionInfo) -> dict[str, Any]:
+    """The top of the report: state, spans, totals, integrity, recording settings, versions."""
+    return {
+        "state": info.state,
+        "state_detail": info.state_detail,
+        "sim_t_start_ms": info.sim_t_start_ms,
+        "sim_t_stop_ms": info.sim_t_stop_ms,
+        "sim_duration_s": info.sim_duration_s,
+        "wall_s": info.wall_s,
+        "last_write_utc": info.last_write_utc,
+        "n_nodes": len(info.nodes),
+        "n_streams": len(info.streams),
+        "total_spikes": info.totals["spikes"],
+        "total_messages": info.totals["messages"],
+        "integrity": info.integrity,
+        "losses": {k: info.totals[k] for k in ("missing", "dropped", "rejected")},
+        "duplicates": info.totals["duplicates"],
+        "stale": info.totals["stale"],
+        "compression": info.compression,
+        "bytes_per_spike": info.bytes_per_spike,
+        "file_bytes": info.file_bytes,
+        "settings": info.settings,
+        "recorder_version": info.recorder_version,
+        "analysis_version": info.analysis_version,
+    }
 
 
 def layer_entry(scan: PopulationScan) -> dict[str, Any]:
@@ -102,47 +132,6 @@ def layer_entry(scan: PopulationScan) -> dict[str, Any]:
     }
 
 
-def integrity(stats: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, int], int]:
-    """Per-stream counters and rejections summed over the runs, and the number of runs."""
-    runs = [*stats.get("previous_runs", []), stats] if stats else []
-    streams: dict[str, dict[str, Any]] = {}
-    rejected: dict[str, int] = {}
-    for run in runs:
-        for key, counters in run.get("streams", {}).items():
-            acc = streams.setdefault(key, {c: 0 for c in COUNTERS})
-            for c in COUNTERS:
-                acc[c] += int(counters.get(c, 0))
-            for c, pick in (("first_step", min), ("last_step", max)):
-                values = [v for v in (acc.get(c), counters.get(c)) if v is not None]
-                acc[c] = pick(values) if values else None
-        for reason, n in run.get("rejected", {}).items():
-            rejected[reason] = rejected.get(reason, 0) + int(n)
-    return dict(sorted(streams.items())), rejected, len(runs)
-
-
 def to_json(summary: Mapping[str, Any]) -> str:
     """The summary as JSON text (nan as null)."""
     return json.dumps(summary, indent=2, allow_nan=False)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types: nan to None, tuples to lists, keys to strings.
-
-    A tuple key (a transition) becomes ``"a -> b"``, a ``None`` key (no active task)
-    ``"null"``.
-    """
-    if isinstance(obj, Mapping):
-        return {_key(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _key(k: Any) -> str:
-    if isinstance(k, tuple):
-        return " -> ".join(_key(x) for x in k)
-    return "null" if k is None else str(k)

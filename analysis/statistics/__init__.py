@@ -11,12 +11,13 @@ Every public name is importable from this package; the modules group them by top
 * :mod:`~analysis.statistics.trains`: :func:`neuron_ranks`, :func:`spike_trains`.
 * :mod:`~analysis.statistics.rates`: :class:`FiringRates`, :func:`mean_firing_rate`,
   :func:`time_histogram`, :func:`instantaneous_rate`.
-* :mod:`~analysis.statistics.binning`: :data:`BINNING_TOLERANCE`, :func:`n_bins`,
+* :mod:`~analysis.statistics.binning`: :data:`BINNING_TOLERANCE`, :func:`n_bins`, :func:`bin_index`,
   :func:`binned_spike_counts`, :func:`gaussian_kernel`.
 * :mod:`~analysis.statistics.intervals`: :func:`isi`, :func:`cv`, :func:`cv2`,
   :func:`lv`, :func:`fano_factor`.
 * :mod:`~analysis.statistics.correlation`: :class:`PairCorrelations`,
-  :func:`binned_correlation`, :func:`synchrony_chi`.
+  :func:`binned_correlation`, :func:`count_correlation`, :func:`synchrony_chi`,
+  :func:`synchrony_over_time`.
 * :mod:`~analysis.statistics.behaviour`: :func:`control_dwell_times`,
   :func:`control_transitions`, :func:`task_active_ratio`.
 
@@ -59,11 +60,18 @@ from analysis.statistics.behaviour import (
 )
 from analysis.statistics.binning import (
     BINNING_TOLERANCE,
+    bin_index,
     binned_spike_counts,
     gaussian_kernel,
     n_bins,
 )
-from analysis.statistics.correlation import PairCorrelations, binned_correlation, synchrony_chi
+from analysis.statistics.correlation import (
+    PairCorrelations,
+    binned_correlation,
+    count_correlation,
+    synchrony_chi,
+    synchrony_over_time,
+)
 from analysis.statistics.correlation import _pair_from_index as _pair_from_index
 from analysis.statistics.intervals import cv, cv2, fano_factor, isi, lv
 from analysis.statistics.rates import (
@@ -78,10 +86,12 @@ __all__ = [
     "BINNING_TOLERANCE",
     "FiringRates",
     "PairCorrelations",
+    "bin_index",
     "binned_correlation",
     "binned_spike_counts",
     "control_dwell_times",
     "control_transitions",
+    "count_correlation",
     "cv",
     "cv2",
     "fano_factor",
@@ -94,6 +104,7 @@ __all__ = [
     "neuron_ranks",
     "spike_trains",
     "synchrony_chi",
+    "synchrony_over_time",
     "task_active_ratio",
     "time_histogram",
 ]

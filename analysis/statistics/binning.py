@@ -70,6 +70,19 @@ def _bin_index(
     return idx[valid], keep
 
 
+def bin_index(
+    times_ms: npt.ArrayLike, t_start: float, t_stop: float, bin_ms: float
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    """Bin of every spike in one of the whole bins of ``[t_start, t_stop)``, and which those are.
+
+    The binning of every function here (:func:`n_bins` bins, Elephant's convention):
+    returns the bin indices of the spikes that fall in a bin and the boolean mask of
+    those spikes within ``times_ms``.
+    """
+    t = as_times(times_ms, "times_ms")
+    return _bin_index(t, t_start, t_stop, bin_ms, n_bins(t_start, t_stop, bin_ms))
+
+
 def pooled_counts(
     times_ms: FloatArray, t_start: float, t_stop: float, bin_ms: float, unit: str
 ) -> IntArray:

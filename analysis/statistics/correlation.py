@@ -98,13 +98,7 @@ def binned_correlation(
         raise ValueError(f"max_pairs must be >= 0, got {max_pairs}")
     total_pairs = n * (n - 1) // 2
     if max_pairs is None or total_pairs <= max_pairs:
-        counts = binned_spike_counts(trains, t_start, t_stop, bin_ms).astype(np.float64)
-        centred = counts - counts.mean(axis=1, keepdims=True)
-        cov = centred @ centred.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            std = np.sqrt(np.diag(cov))
-            matrix = cov / std[:, None] / std[None, :]
-        np.clip(matrix, -1.0, 1.0, out=matrix)
+        matrix = count_correlation(binned_spike_counts(trains, t_start, t_stop, bin_ms))
         iu, ju = np.triu_indices(n, k=1)
         pairs = np.stack([iu, ju], axis=1).astype(np.int64)
         return PairCorrelations(pairs=pairs, coefficients=matrix[iu, ju], matrix=matrix)
@@ -141,6 +135,45 @@ def binned_correlation(
         coeffs = cov / (np.sqrt(var[pi]) * np.sqrt(var[pj]))
     coeffs[(var[pi] <= 0) | (var[pj] <= 0)] = np.nan
     return PairCorrelations(pairs=pairs, coefficients=coeffs, matrix=None)
+
+
+def count_correlation(counts: npt.ArrayLike) -> FloatArray:
+    """Pearson correlation matrix of the rows of a (neurons x bins) count matrix.
+
+    What :func:`binned_correlation` computes once the trains are binned (``np.corrcoef``
+    of the counts, clipped to [-1, 1]); ``nan`` rows and columns for constant rows.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    centred = c - c.mean(axis=1, keepdims=True)
+    cov = centred @ centred.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        std = np.sqrt(np.diag(cov))
+        matrix: FloatArray = cov / std[:, None] / std[None, :]
+    np.clip(matrix, -1.0, 1.0, out=matrix)
+    return matrix
+
+
+def synchrony_over_time(counts: npt.ArrayLike, window_bins: int) -> FloatArray:
+    """Golomb's chi (:func:`synchrony_chi`, unsmoothed) in consecutive windows of bins.
+
+    ``counts`` is a (neurons x bins) matrix of binned spike counts; window ``k`` covers
+    bins ``[k * window_bins, (k + 1) * window_bins)`` (a last partial window is dropped).
+    ``nan`` where no neuron's count varies within the window.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if window_bins < 1:
+        raise ValueError(f"window_bins must be >= 1, got {window_bins}")
+    n, nb = c.shape
+    k = nb // window_bins
+    if n == 0 or k == 0:
+        return np.zeros(0)
+    w = c[:, : k * window_bins].reshape(n, k, window_bins)
+    var_each = w.var(axis=2).mean(axis=0)  # mean over neurons of each one's variance
+    var_pop = w.mean(axis=0).var(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi: FloatArray = np.sqrt(var_pop / var_each)
+    chi[~(var_each > 0)] = np.nan
+    return chi
 
 
 def synchrony_chi(

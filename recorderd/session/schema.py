@@ -68,7 +68,9 @@ def create_session_file(
         root.attrs[L.ATTR_FORMAT] = L.FORMAT_NAME
         root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION
         for name in TOP_GROUPS.values():
-            root.create_group(name)
+            # Links kept in creation order: streams list in the order they first came,
+            # which is the order a node publishes (declares) its layers.
+            root.create_group(name, track_order=True)
         meta = root.create_group(L.METADATA)
         meta.create_group(L.NODES)
         meta.attrs[L.ATTR_SESSION] = session
