@@ -33,8 +33,6 @@ from recorderd.session import layout as L
 LOSS_COUNTERS: Final = ("missing", "duplicates", "dropped", "rejected", "stale")
 #: Version of the ``info --json`` document.
 INFO_FORMAT_VERSION: Final = 1
-#: Where a future recorder may store its version (``/metadata`` attribute).
-ATTR_RECORDER_VERSION: Final = "recorder_version"
 
 
 def package_version() -> str:
@@ -302,7 +300,7 @@ def _info(r: SessionReader) -> SessionInfo:
         for s in streams
         if s.t_start_ms is not None and s.t_stop_ms is not None
     ]
-    version = meta.get(ATTR_RECORDER_VERSION) or config.get(ATTR_RECORDER_VERSION)
+    version = meta.get(L.ATTR_RECORDER_VERSION)
     settings = {
         "compression": config.get("compression"),
         "compression_level": config.get("compression_level"),

@@ -211,7 +211,8 @@ class BrainModule:
 
     def control(self) -> ControlSnapshot:
         """Status, active task and metadata after the last step."""
-        meta: dict[str, Any] = {"drive": self._drive}
+        # The firing threshold lets the analysis mark it on membrane traces.
+        meta: dict[str, Any] = {"drive": self._drive, "v_th_mv": self.network.params.lif.v_th_mv}
         if self.module_type is ModuleType.PFC:
             loaded = 0
             if self._task is not None:

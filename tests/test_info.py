@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import recorderd
 from analysis import SimulationAnalyzer
 from analysis.info import session_info
 from recorderd import RecorderConfig, SimulationRecorder
@@ -70,6 +71,7 @@ def test_json_counts_come_from_the_file(session: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["state"] == "finished" and doc["format_version"] == L.FORMAT_VERSION
     assert doc["integrity"] == "complete" and doc["recorder_runs"] == 1
+    assert doc["recorder_version"] == recorderd.__version__  # stored by the recorder
     with SimulationAnalyzer(session) as an:
         for st in doc["streams"]:
             if st["kind"] != "spikes":

@@ -90,6 +90,7 @@ ATTR_INCARNATIONS_TOTAL: Final = "incarnations_total"  # int: all incarnations s
 #: Incarnations listed per node at most (a node restarting without end is counted only).
 MAX_NODE_INCARNATIONS: Final = 1024
 ATTR_RECORDER_RUNS: Final = "recorder_runs"  # int: how many recorder runs appended
+ATTR_RECORDER_VERSION: Final = "recorder_version"  # str: recorderd of the latest run
 
 TIME_DTYPE: Final = np.dtype("<f8")
 STEP_DTYPE: Final = np.dtype("<i8")

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import h5py
 
+from recorderd import __version__
 from recorderd.session import layout as L
 from recorderd.session.chunks import Codec
 from recorderd.session.controllog import ControlLog, read_records
@@ -172,6 +173,7 @@ class SessionWriter:
         previous = meta.attrs.get(L.ATTR_STATISTICS)
         self.previous_statistics = json.loads(previous) if previous else None
         meta.attrs[L.ATTR_RECORDER_RUNS] = int(meta.attrs[L.ATTR_RECORDER_RUNS]) + 1
+        meta.attrs[L.ATTR_RECORDER_VERSION] = __version__
         meta.attrs[L.ATTR_RECORDER_CONFIG] = self._config_json
         meta.attrs[L.ATTR_STOP_TIME] = ""
         # Partial last chunks move into memory (and the journal) before they leave the
