@@ -1,11 +1,12 @@
 """The recorder's data path without the bus: decode, account and write, per message.
 
-``--messages`` spike messages of 4 nodes (one 1,000-neuron layer each, ~5% firing,
-interleaved as they arrive from a bus) are pre-encoded, then handed to recorderd's own
-``Pipeline`` exactly as its Zenoh callback does (``Pipeline.submit``), and drained by
-the writer's own batch step (``Pipeline._drain``) whenever 512 are queued; the clock
-stops when the session is finished (closed). No Zenoh, no threads but the
-compression pool: this is the per-message Python cost, then compression and HDF5.
+``--messages`` spike messages of ``--nodes`` nodes (default 4; one 1,000-neuron
+layer each, ~5% firing, interleaved as they arrive from a bus) are pre-encoded, then
+handed to recorderd's own ``Pipeline`` exactly as its Zenoh callback does
+(``Pipeline.submit``), and drained by the writer's own batch step
+(``Pipeline._drain``) whenever a batch is queued; the clock stops when the session is
+finished (closed). No Zenoh, no threads but the compression pool: this is the
+per-message Python cost, then compression and HDF5.
 
 ``--profile`` prints cProfile's top entries by own time (``tottime``).
 
@@ -30,22 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from recorderd import wire as P  # noqa: E402
 from recorderd.core.recorder import Recorder  # noqa: E402
-from recorderd.daemon.pipeline import Pipeline  # noqa: E402
+from recorderd.daemon.pipeline import BATCH_MESSAGES, Pipeline  # noqa: E402
 from recorderd.daemon.settings import load_settings  # noqa: E402
 
 NODES = 4
 LAYER = 1000
 RATE = 0.05
-BATCH = 512
 
 
-def messages(n: int) -> list[tuple[str, bytes]]:
+def messages(n: int, nodes: int) -> list[tuple[str, bytes]]:
     """``n`` encoded spike messages, node after node within each step."""
     rng = np.random.default_rng(0)
-    per_node = n // NODES
+    per_node = n // nodes
     out = []
     for i in range(per_node):
-        for node in range(NODES):
+        for node in range(nodes):
             ids = np.flatnonzero(rng.random(LAYER) < RATE)
             payload = P.encode(
                 P.Kind.SPIKES,
@@ -64,11 +64,12 @@ def messages(n: int) -> list[tuple[str, bytes]]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--nodes", type=int, default=NODES, help="publishing nodes [4]")
     p.add_argument("--compression", choices=["gzip", "lzf", "none"], default="gzip")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args()
-    msgs = messages(args.messages)
+    msgs = messages(args.messages, args.nodes)
     work = Path(tempfile.mkdtemp(prefix="profile-path-"))
     try:
         settings = load_settings(
@@ -83,7 +84,7 @@ def main() -> int:
         t0 = time.perf_counter()
         for key, payload in msgs:
             pipe.submit(key, payload)
-            if len(pipe.intake) >= BATCH:
+            if len(pipe.intake) >= BATCH_MESSAGES:
                 pipe._drain()
         while len(pipe.intake):
             pipe._drain()

@@ -37,3 +37,29 @@ def test_rate_limited_log_is_bounded_and_summarises(caplog: pytest.LogCaptureFix
     assert len(lines) == DETAILED + 1 + 1 + 1  # detailed gaps, "further ...", other, summary
     assert lines[-1] == "990 more gap event(s) since the last flush (1000 in all)"
     assert log.count("gap") == 1000
+
+
+def test_a_costly_answer_is_rebuilt_at_most_a_tenth_of_the_time() -> None:
+    """A client polling the status in a loop gets cached answers: building them takes
+    at most DUTY of the time, whatever the query rate."""
+    import time
+
+    from recorderd.daemon.dutycycle import DUTY, MIN_AGE_S, DutyCycled
+
+    def make() -> bytes:
+        time.sleep(0.02)  # a status of thousands of streams
+        return str(time.monotonic()).encode()
+
+    answer = DutyCycled(make)
+    t0 = time.monotonic()
+    answers = set()
+    while time.monotonic() - t0 < 1.0:
+        answers.add(answer())
+    # 0.02 s per build at most 10% of 1 s: about 5 builds (not the ~50 a loop would make).
+    assert 2 <= answer.builds <= 1.0 * DUTY / 0.02 + 2
+    assert len(answers) == answer.builds
+    cheap = DutyCycled(lambda: str(time.monotonic()).encode())
+    first = cheap()
+    assert cheap() == first  # cached below MIN_AGE_S
+    time.sleep(MIN_AGE_S + 0.01)
+    assert cheap() != first  # a cheap answer stays fresh

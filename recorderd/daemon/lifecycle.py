@@ -15,6 +15,7 @@ from typing import Any
 
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.bus import Bus, BusError, make_config, subscription_keys
+from recorderd.daemon.dutycycle import DutyCycled
 from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
@@ -192,7 +193,7 @@ class Daemon:
             self.bus.serve_flush_barrier(s.prefix, json.dumps({"session": s.session}).encode())
             self.bus.serve_queries(
                 status_key(s.prefix, s.session),
-                lambda: json.dumps(self.status_document(), allow_nan=False).encode(),
+                DutyCycled(lambda: json.dumps(self.status_document(), allow_nan=False).encode()),
             )
 
             def presence(node_id: str, alive: bool) -> None:

@@ -40,6 +40,11 @@ class Appendable:
     rows: int = 0  # tail rows held in memory
     journaled: int = 0  # of those, already in the journal
     moved: bool = False  # main grew since the last journal record
+    row_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Asked at every push (the memory bound): computed once.
+        self.row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
 
     @classmethod
     def load(cls, ds: h5py.Dataset) -> Appendable:
@@ -54,10 +59,6 @@ class Appendable:
         if n > main:
             a.push(np.asarray(ds[main:n]))
         return a
-
-    @property
-    def row_bytes(self) -> int:
-        return self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
 
     @property
     def tail_bytes(self) -> int:
