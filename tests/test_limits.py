@@ -302,3 +302,28 @@ def test_streams_waiting_for_creation_keep_their_rows_across_flushes(
     with SessionReader(settings.session_dir) as r:
         assert r.frames("busy", "l").seq.tolist() == list(range(n))
         assert r.spikes("busy", "l").neuron_ids.tolist() == [s % 90 for s in range(n)]
+
+
+def test_a_heavy_new_stream_is_created_before_its_rows_outgrow_the_bound(
+    make_settings: MakeSettings,
+) -> None:
+    """A new stream's rows wait in memory until its group exists; a heavy one is created
+    as soon as they pass WAITING_BYTES_MAX, not at the next flush (no flush here)."""
+    from recorderd.session import writer as W
+
+    settings = make_settings()
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100_000, flush_interval=3600.0)
+    ids = np.arange(0, 100_000, 2)  # 50,000 spikes: 600 kB of rows per message
+    waiting = []
+    for seq in range(120):  # 72 MB of rows, more than twice the bound
+        pipe.handle(spikes_key("heavy"), data_message(SPIKES, seq, ids, layer_size=100_000), 0.0)
+        recorder.write_buffered()
+        waiting.append(recorder.writer._tails.waiting_bytes)
+    assert not recorder.writer.streams.pending  # created without a flush
+    assert max(waiting) <= W.WAITING_BYTES_MAX + 2 * ids.size * 12
+    assert waiting[-1] == 0
+    recorder.finish()
+    with SessionReader(settings.session_dir) as r:
+        assert r.spike_rows("heavy", "l") == 120 * ids.size

@@ -419,3 +419,4 @@ class Recorder:
         else:
             self.writer.streams.append_rows(stream.handle, data, frames)
         stream.stats.written += n
+        self.writer.create_waiting_streams()

@@ -34,6 +34,7 @@ class Tails:
         self._arrays: dict[str, Appendable] = {}
         self._dirty: set[Appendable] = set()  # pushed to or grown since the last record
         self._bytes = 0
+        self._waiting = 0  # of those, in datasets not created yet
         self._journal: Journal | None = None
         self._chunks = ChunkWriter()
 
@@ -41,6 +42,11 @@ class Tails:
     def bytes(self) -> int:
         """Bytes held back from unfinished chunks: what closing still has to write."""
         return self._bytes
+
+    @property
+    def waiting_bytes(self) -> int:
+        """Bytes held by streams waiting for creation (they cannot write a chunk yet)."""
+        return self._waiting
 
     def get(self, path: str) -> Appendable | None:
         return self._arrays.get(path)
@@ -72,6 +78,8 @@ class Tails:
         before = a.tail_bytes
         a.push(rows)
         self._bytes += a.tail_bytes - before
+        if not a.created:
+            self._waiting += a.tail_bytes - before
         self._dirty.add(a)
         if a.full and a.created:
             self.write_chunks(a, file)
@@ -91,6 +99,7 @@ class Tails:
         """The datasets now exist in the file: write what whole chunks they already hold."""
         for a in arrays:
             a.created = True
+            self._waiting -= a.tail_bytes
             if a.full:
                 self.write_chunks(a, file)
 

@@ -69,6 +69,13 @@ LOCK_POLL_S: Final = 0.2
 STREAMS_PER_WINDOW: Final = 64
 #: Seconds a flush may spend creating new streams (the rest wait for the next flush).
 STREAM_CREATION_BUDGET_S: Final = 0.25
+#: Rows of streams waiting for creation are held in memory; past this many bytes the
+#: streams are created at once rather than at the next flush (a heavy new stream would
+#: otherwise hold a whole flush interval of its rows: 300 MB at 27 M spikes/s).
+WAITING_BYTES_MAX: Final = 32 << 20
+#: Early creation windows at most this often (a flood of new keys must not keep the
+#: writer in windows: together with the flushes' own, at most 2 x 0.25 s per second).
+EARLY_CREATION_PERIOD_S: Final = 1.0
 
 
 class SessionWriter:
@@ -100,6 +107,7 @@ class SessionWriter:
         self._nodes = NodeMetadata()
         #: Opening streams and appending to them.
         self.streams = Streams(self._tails, lambda: self._file, Codec.from_filters(self._filters))
+        self._next_early_creation = 0.0  # time.monotonic() of the next early window
         self._statistics = StatisticsFile(session_dir)
         self._control: ControlLog | None = None
         self._lock: SessionLock | None = None
@@ -303,6 +311,16 @@ class SessionWriter:
             self._statistics.write(statistics)
         if self._control is not None:
             self._control.sync()
+
+    def create_waiting_streams(self) -> None:
+        """Create the streams waiting for a window now if their rows take too much memory
+        (at most once per :data:`EARLY_CREATION_PERIOD_S`, beside the flushes' windows)."""
+        if self._tails.waiting_bytes <= WAITING_BYTES_MAX or not self.streams.pending:
+            return
+        now = time.monotonic()
+        if now >= self._next_early_creation:
+            self._next_early_creation = now + EARLY_CREATION_PERIOD_S
+            self._create_pending(STREAM_CREATION_BUDGET_S)
 
     @property
     def tail_bytes(self) -> int:
