@@ -698,11 +698,19 @@ def proc_cpu(pid: int) -> float | None:
 
 
 def proc_hwm_kb(pid: int) -> int:
+    return _proc_status_kb(pid, "VmHWM")
+
+
+def proc_rss_kb(pid: int) -> int:
+    return _proc_status_kb(pid, "VmRSS")
+
+
+def _proc_status_kb(pid: int, field: str) -> int:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return 0
-    m = re.search(r"^VmHWM:\s+(\d+)", text, re.MULTILINE)
+    m = re.search(rf"^{field}:\s+(\d+)", text, re.MULTILINE)
     return int(m.group(1)) if m else 0
 
 
@@ -1335,6 +1343,9 @@ def sustained_step(d: Daemon, work: Path, k: int, rate: int, secs: float) -> dic
             max_queued=max((e["queued"] for e in during), default=0),
             drain_s=round(drain, 3) if drain is not None else None,
             cpu_pct=round(100 * (cpu_pub - cpu0) / max(t_end - t_go, 1e-9), 1),
+            # Resident memory at the end of the step and the peak so far: flat after warm-up?
+            rss_mb=round(proc_rss_kb(d.pid) / 1024, 1),
+            peak_rss_mb=round(proc_hwm_kb(d.pid) / 1024, 1),
             publisher_behind_max=pf["behind_max"],
             flush_replies_min=pf["flush_replies_min"],
             ok=not reasons,
@@ -1579,14 +1590,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{s.get('achieved', 0):,}", f"{s.get('written', 0):,}",
                 str(s.get("missing", "-")), str(s.get("intake_dropped", "-")),
                 str(s.get("lost", "-")), f"{s.get('max_queued', 0):,}", fnum(s.get("drain_s")),
-                fnum(s.get("cpu_pct")), s["verdict"],
+                fnum(s.get("cpu_pct")), fnum(s.get("rss_mb")), fnum(s.get("peak_rss_mb")),
+                s["verdict"],
             ]
             for s in sus.get("steps", [])
         ]  # fmt: skip
         lines += table(
             [
                 "offered msg/s", "s", "published", "achieved msg/s", "written", "missing",
-                "intake dropped", "lost", "max queued", "drain s", "recorderd CPU %", "verdict",
+                "intake dropped", "lost", "max queued", "drain s", "recorderd CPU %",
+                "RSS MB at end", "peak RSS MB", "verdict",
             ],
             rows,
         )  # fmt: skip
