@@ -51,6 +51,32 @@ def recorderd(
             proc.wait()
 
 
+@contextmanager
+def router(
+    tmp_path: Path, listen: str, *connect: str, name: str = "router"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``recorderd-router`` (Zenoh's router) on ``listen``, connected to ``connect``."""
+    log = tmp_path / f"{name}.log"
+    args = ["--listen", listen, *(a for c in connect for a in ("--connect", c))]
+    start = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from recorderd.daemon.router import main; main()", *args],
+            stderr=fh,
+        )
+    try:
+        wait_for(
+            lambda: b"ready" in log.read_bytes()[start:] or proc.poll() is not None, 30, "router"
+        )
+        if proc.poll() is not None:
+            raise AssertionError(f"router exited {proc.returncode}:\n{log.read_text()}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 60) -> int:
     """Send ``sig`` and return the exit code."""
     proc.send_signal(sig)

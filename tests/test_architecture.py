@@ -14,7 +14,8 @@ PROGRAMS = ("recorderd", "analysis", "brain_nodes")
 #: Outside worlds, and the only modules that may import them.
 OUTSIDE = {
     "zenoh": {"recorderd.daemon.bus", "brain_nodes.bus"},
-    "typer": {"recorderd.daemon.cli", "recorderd.daemon.ctl", "analysis.cli", "analysis.export_cli"}
+    "typer": {"recorderd.daemon.cli", "recorderd.daemon.ctl", "recorderd.daemon.router"}
+    | {"analysis.cli", "analysis.export_cli"}
     | {"brain_nodes.cli"},
     "uvloop": {"recorderd.daemon.loops"},
     "pydantic_settings": {"recorderd.daemon.settings"},

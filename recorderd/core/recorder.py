@@ -63,8 +63,13 @@ class Recorder:
             recorder_config=settings.recorder_config,
             subsample_seed=settings.subsample_seed,
             subsampling_rule=RULE,
+            shard=settings.shard,
+            shard_nodes=settings.shard_nodes,
         )
         self.events = RateLimitedLog(log)
+        #: Sections the owner adds to the statistics document (the daemon: ``coverage``);
+        #: replaced whole, never mutated, so that the writer thread reads a consistent one.
+        self.annotations: dict[str, Any] = {}
         self._streams: dict[str, DataStream] = {}
         self._touched: set[DataStream] = set()  # streams with buffered messages
         self._control: dict[str, SequenceTracker] = {}  # node id -> control-stream tracker
@@ -277,10 +282,16 @@ class Recorder:
         doc: dict[str, Any] = {
             "session": self.settings.session,
             "session_dir": str(self.settings.session_dir.resolve()),
+            **(
+                {"shard": self.settings.shard, "shard_nodes": list(self.settings.shard_nodes)}
+                if self.settings.shard is not None
+                else {}
+            ),
             "started_at": self.started_at.isoformat(),
             "updated_at": dt.datetime.now(dt.UTC).isoformat(),
         }
         doc.update(self.statistics.to_dict())
+        doc.update(self.annotations)
         if self.writer.previous_statistics is not None:
             earlier = dict(self.writer.previous_statistics)
             runs = list(earlier.pop("previous_runs", []))

@@ -57,5 +57,9 @@ class CoreSettings:
     max_streams: int = DEFAULT_MAX_STREAMS
     max_streams_per_node: int = DEFAULT_MAX_STREAMS_PER_NODE
     max_stream_neurons: int = DEFAULT_MAX_STREAM_NEURONS
+    #: This recorder's shard of the session (its own files), and the node-id patterns it
+    #: records; None: the whole session (docs/deployment.md).
+    shard: str | None = None
+    shard_nodes: tuple[str, ...] = ()
     #: Every setting of the run, as stored in the session's ``recorder_config`` attribute.
     recorder_config: dict[str, Any] = field(default_factory=dict)

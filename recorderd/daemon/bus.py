@@ -25,6 +25,7 @@ from recorderd.wire import (
     FLUSH_WORD,
     Kind,
     is_safe_name,
+    node_chunk,
     zenoh_settings,
 )
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 #: After a reply, how long a query waits for more before it returns (each recorder
 #: answers at once; the query's own end comes sooner when every queryable has answered).
 QUIET_S: Final = 0.3
+#: Replies one query collects at most (a bus may hold any number of tokens or repliers).
+MAX_REPLIES: Final = 65_536
 #: Where Zenoh's messages name their Rust source ("... at /root/.cargo/.../x.rs:447.").
 _RUST_LOCATION = re.compile(r"\s+at /\S+?\.rs:\d+\.?")
 #: The endpoint a failed listen names, in Zenoh's message.
@@ -126,24 +129,37 @@ def make_config(
             config.insert_json5(path, value)
     except (zenoh.ZError, ValueError) as exc:
         where = f" in {config_file}" if config_file else ""
-        raise BusConfigError(f"invalid Zenoh configuration{where}: {exc}") from None
+        detail = zenoh_message(exc) if isinstance(exc, zenoh.ZError) else str(exc)
+        raise BusConfigError(f"invalid Zenoh configuration{where}: {detail}") from None
     return config
 
 
 def subscription_keys(
-    prefix: str, *, spikes: bool, membrane: bool, weights: bool, control: bool
+    prefix: str,
+    *,
+    spikes: bool,
+    membrane: bool,
+    weights: bool,
+    control: bool,
+    nodes: Sequence[str] = ("*",),
 ) -> list[str]:
-    """The key expressions to subscribe to, one per recorded kind.
+    """The key expressions to subscribe to, one per recorded kind and node pattern.
 
     Membrane and weight publishers only publish while matched, so an unrecorded kind
-    must not be subscribed to, not even by a wider wildcard.
+    must not be subscribed to, not even by a wider wildcard. ``nodes`` (a shard's node
+    patterns) narrow the node chunk, so that Zenoh routes only those nodes' samples here.
     """
     keys = []
-    for kind, wanted in ((Kind.SPIKES, spikes), (Kind.MEMBRANE, membrane), (Kind.WEIGHTS, weights)):
-        if wanted:
-            keys.append(f"{prefix}/*/{kind.key_word}/*")
-    if control:
-        keys.append(f"{prefix}/*/{CONTROL_WORD}")
+    for chunk in dict.fromkeys(node_chunk(p) for p in nodes):
+        for kind, wanted in (
+            (Kind.SPIKES, spikes),
+            (Kind.MEMBRANE, membrane),
+            (Kind.WEIGHTS, weights),
+        ):
+            if wanted:
+                keys.append(f"{prefix}/{chunk}/{kind.key_word}/*")
+        if control:
+            keys.append(f"{prefix}/{chunk}/{CONTROL_WORD}")
     return keys
 
 
@@ -160,7 +176,7 @@ def _collect(
     replies: list[zenoh.Reply] = []
     deadline = time.monotonic() + timeout_s
     until = deadline
-    while (left := until - time.monotonic()) > 0:
+    while (left := until - time.monotonic()) > 0 and len(replies) < MAX_REPLIES:
         try:
             reply = box.get(timeout=left)
         except queue.Empty:
@@ -175,8 +191,10 @@ def _collect(
 class Client:
     """A short-lived session that asks questions (``recorderctl``): status, nodes alive."""
 
-    def __init__(self, config: zenoh.Config) -> None:
-        self._session = open_session(config)
+    def __init__(self, config: zenoh.Config | zenoh.Session) -> None:
+        # Over a session of its own, or over one it borrows (and then never closes).
+        self._owned = isinstance(config, zenoh.Config)
+        self._session = open_session(config) if isinstance(config, zenoh.Config) else config
 
     def __enter__(self) -> Client:
         return self
@@ -195,19 +213,22 @@ class Client:
         replies = _collect(start, timeout_s, quiet_s)
         return [r.ok.payload.to_bytes() for r in replies if r.ok is not None]
 
-    def alive(self, prefix: str, timeout_s: float, quiet_s: float = QUIET_S) -> list[str]:
-        """Node ids holding a liveliness token under ``prefix`` right now."""
+    def alive(
+        self, prefix: str, timeout_s: float, quiet_s: float = QUIET_S, pattern: str = "*"
+    ) -> list[str]:
+        """Node ids (matching ``pattern``) holding a liveliness token under ``prefix`` now."""
+        key = f"{prefix}/{node_chunk(pattern)}/{ALIVE_WORD}"
 
         def start(handler: zenoh.handlers.Callback[zenoh.Reply]) -> None:
-            self._session.liveliness().get(f"{prefix}/*/{ALIVE_WORD}", handler, timeout=timeout_s)
+            self._session.liveliness().get(key, handler, timeout=timeout_s)
 
         replies = _collect(start, timeout_s, quiet_s)
         keys = [str(r.ok.key_expr) for r in replies if r.ok is not None]
         return sorted({k.split("/")[-2] for k in keys if is_safe_name(k.split("/")[-2])})
 
     def close(self) -> None:
-        """Close the session (idempotent)."""
-        if not self._session.is_closed():
+        """Close the session if it is this client's own (idempotent)."""
+        if self._owned and not self._session.is_closed():
             self._session.close()  # type: ignore[no-untyped-call]
 
 
@@ -385,8 +406,16 @@ class Bus:
 
         threading.Thread(target=serve, name=f"recorderd-query-{key}", daemon=True).start()
 
-    def serve_flush_barrier(self, prefix: str, answer: bytes) -> None:
-        """Answer nodes' flush-barrier queries (``<prefix>/*/flush``) with ``answer``.
+    def client(self) -> Client:
+        """A :class:`Client` over this session (for the recorder's own questions)."""
+        if self._session is None:
+            raise RuntimeError("bus not open")
+        return Client(self._session)
+
+    def serve_flush_barrier(
+        self, prefix: str, answer: bytes, nodes: Sequence[str] = ("*",)
+    ) -> None:
+        """Answer flush-barrier queries of the nodes in ``nodes`` (``<prefix>/*/flush``).
 
         Queries are answered from a thread of ours, not from Zenoh's callback thread.
         A query arrives after the samples its node sent before it, so answering tells
@@ -394,10 +423,14 @@ class Bus:
         """
         if self._session is None:
             raise RuntimeError("bus not open")
-        self.serve_queries(f"{prefix}/*/{FLUSH_WORD}", lambda: answer)
+        for chunk in dict.fromkeys(node_chunk(p) for p in nodes):
+            self.serve_queries(f"{prefix}/{chunk}/{FLUSH_WORD}", lambda: answer)
 
-    def watch_nodes(self, prefix: str, on_change: Callable[[str, bool], None]) -> None:
-        """Call ``on_change(node_id, alive)`` as nodes' liveliness tokens come and go."""
+    def watch_nodes(
+        self, prefix: str, on_change: Callable[[str, bool], None], nodes: Sequence[str] = ("*",)
+    ) -> None:
+        """Call ``on_change(node_id, alive)`` as the liveliness tokens of the nodes in
+        ``nodes`` come and go."""
         if self._session is None:
             raise RuntimeError("bus not open")
 
@@ -406,10 +439,11 @@ class Bus:
             if is_safe_name(node_id):  # a hostile token name is ignored, never logged as a node
                 on_change(node_id, sample.kind == zenoh.SampleKind.PUT)
 
-        sub = self._session.liveliness().declare_subscriber(
-            f"{prefix}/*/{ALIVE_WORD}", on_token, history=True
-        )
-        self._subscribers.append(sub)
+        for chunk in dict.fromkeys(node_chunk(p) for p in nodes):
+            sub = self._session.liveliness().declare_subscriber(
+                f"{prefix}/{chunk}/{ALIVE_WORD}", on_token, history=True
+            )
+            self._subscribers.append(sub)
 
     def unsubscribe(self) -> None:
         """Stop receiving samples and queries."""

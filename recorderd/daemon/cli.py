@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from recorderd import __version__
+from recorderd.daemon.bus import BusConfigError
 from recorderd.daemon.lifecycle import Daemon, ExitCode
 from recorderd.daemon.loops import run
 from recorderd.daemon.settings import RecorderSettings, SettingsError, load_settings
@@ -80,6 +81,26 @@ def record(
     ] = None,
     recording_dir: Annotated[
         Path | None, typer.Option(help=_help("Recording directory", shown="./sim_recordings"))
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help=_help(
+                "Record one shard of the session into simulation_data.<SHARD>.h5 "
+                "(docs/deployment.md)",
+                shown="none: the whole session",
+            )
+        ),
+    ] = None,
+    nodes: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=_help(
+                "With --shard: node ids this shard records, '*' for any characters, "
+                "comma-separated or repeated (pfc-*,visual-*)",
+                shown="*",
+            )
+        ),
     ] = None,
     record_spikes: Annotated[
         bool | None,
@@ -218,6 +239,8 @@ def record(
             config,
             session=session,
             recording_dir=recording_dir,
+            shard=shard,
+            nodes=nodes or None,
             record_spikes=record_spikes,
             record_membrane=record_membrane,
             record_weights=record_weights,
@@ -249,7 +272,11 @@ def record(
         typer.echo(f"recorderd: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from None
     _configure_logging(settings.log_level)
-    daemon = Daemon(settings)
+    try:
+        daemon = Daemon(settings)
+    except BusConfigError as exc:
+        typer.echo(f"recorderd: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
     code = run(daemon.serve())
     if daemon.pipeline.error is not None or daemon.drain_timed_out:
         # The HDF5 file was abandoned after an I/O error, or the writer thread is still

@@ -39,9 +39,10 @@ from recorderd.daemon.bus import (
     Player,
     make_config,
 )
+from recorderd.daemon.coverage_view import add_coverage, coverage_view
 from recorderd.daemon.replay import ReplayError, ReplayOptions, ReplayResult, replay
 from recorderd.daemon.settings import DEFAULT_ENDPOINT
-from recorderd.wire import DEFAULT_PREFIX, status_key
+from recorderd.wire import DEFAULT_PREFIX, status_query_key
 
 log = logging.getLogger("recorderctl")
 
@@ -196,9 +197,15 @@ def _duration(seconds: float | None) -> str:
 
 def _status_view(status: dict[str, Any]) -> RenderableType:
     t = status["totals"]
+    shard = status.get("shard")
     head = Text.assemble(
         ("session ", "dim"),
         (str(status["session"]), "bold"),
+        (
+            ""
+            if shard is None
+            else f"  shard {shard} ({', '.join(status.get('nodes_recorded', []))})"
+        ),
         f"  pid {status['pid']}  up {_duration(status['uptime_s'])}  "
         f"file {status['file_bytes'] / 1e6:.2f} MB  queued {status['intake_queued']}  "
         f"last flush {status.get('last_flush_age_s', 0.0):.1f} s ago",
@@ -236,6 +243,9 @@ def _status_views(answers: list[dict[str, Any]]) -> RenderableType:
         if i:
             parts.append(Text(""))
         parts.append(_status_view(answer))
+        last_of_session = i == len(answers) - 1 or answers[i + 1]["session"] != answer["session"]
+        if last_of_session and isinstance(answer.get("coverage"), dict):
+            parts.append(coverage_view(str(answer["session"]), answer["coverage"]))
     return Group(*parts)
 
 
@@ -249,7 +259,7 @@ def _ask_status(client: Client, key: str, timeout: float) -> list[dict[str, Any]
             continue
         if isinstance(doc, dict) and "session" in doc:
             answers.append(doc)
-    answers.sort(key=lambda a: str(a["session"]))
+    answers.sort(key=lambda a: (str(a["session"]), str(a.get("shard") or "")))
     return answers
 
 
@@ -281,15 +291,21 @@ def status(
     """Per-stream rates, counts, drops, file size and uptime of running recorders."""
     _setup(log_level)
     try:
-        key = status_key(prefix, session)
+        key = status_query_key(prefix, session)
     except ValueError as exc:
         _fail(EXIT_USAGE, str(exc))
     config = _config(connect, zenoh_config, mode)
+
+    def ask(client: Client) -> list[dict[str, Any]]:
+        answers = _ask_status(client, key, timeout)
+        add_coverage(client, prefix, answers, timeout)
+        return answers
+
     with _bus_errors(), Client(config) as client:
         if watch:
-            _watch(lambda: _ask_status(client, key, timeout), interval, count, as_json)
+            _watch(lambda: ask(client), interval, count, as_json)
             return
-        answers = _ask_status(client, key, timeout)
+        answers = ask(client)
     if as_json:
         typer.echo(json.dumps(answers, indent=2))
     else:
@@ -353,7 +369,8 @@ def _node_rows(alive: list[str], answers: list[dict[str, Any]]) -> list[dict[str
             info = answer.get("nodes", {}).get(node)
             if not isinstance(info, dict):
                 continue
-            row["recorded_by"].append(answer["session"])
+            shard = answer.get("shard")
+            row["recorded_by"].append(answer["session"] + (f" ({shard})" if shard else ""))
             for name in ("module_type", "status", "step"):
                 if info.get(name) is not None:
                     row[name] = info[name]
@@ -416,7 +433,7 @@ def nodes(
     config = _config(connect, zenoh_config, mode)
     with _bus_errors(), Client(config) as client:
         alive = client.alive(prefix, timeout)
-        answers = _ask_status(client, status_key(prefix), timeout) if alive else []
+        answers = _ask_status(client, status_query_key(prefix), timeout) if alive else []
     rows = _node_rows(alive, answers)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

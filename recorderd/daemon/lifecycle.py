@@ -22,7 +22,8 @@ from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
 from recorderd.session.errors import SessionBusyError, WriterError
 from recorderd.session.lock import SessionLock
-from recorderd.wire import status_key
+from recorderd.wire import shard_key, shards_query_key, status_key
+from recorderd.wire.shards import ShardClaim, coverage
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ RATE_PERIOD_S = 2.0
 #: After the drain timeout, how long the writer may take to reach a safe point (the end
 #: of a non-SWMR window) before the process exits anyway.
 ABORT_WAIT_S = 60.0
+#: Seconds between a shard's checks of which nodes the session's recorders cover.
+COVERAGE_PERIOD_S = 5.0
+#: How long one coverage check waits for the other recorders and the nodes' tokens.
+COVERAGE_TIMEOUT_S = 2.0
+#: Node ids remembered at most as ever uncovered (or ever overlapping) during a run.
+EVER_LISTED = 100
 
 
 class ExitCode(enum.IntEnum):
@@ -69,7 +76,7 @@ def bus_problem(exc: BusError) -> str:
 def session_busy(settings: RecorderSettings) -> bool:
     """Whether another process holds the session's lock now (creates nothing)."""
     try:
-        lock = SessionLock.try_acquire(settings.session_dir, create=False)
+        lock = SessionLock.try_acquire(settings.session_dir, create=False, shard=settings.shard)
     except OSError:  # no session folder or lock file yet, or one the writer will refuse
         return False
     if lock is None:
@@ -115,6 +122,13 @@ class Daemon:
         self._joined: dict[str, float] = {}
         self._idle_since = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.claim = ShardClaim(settings.session, settings.shard, tuple(settings.nodes))
+        self.files = L.SessionFiles(settings.session_dir, settings.shard)
+        #: The last coverage check of a sharded session (``recorderctl status`` shows it).
+        self.coverage: dict[str, object] | None = None
+        self._coverage_said: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        #: Nodes found uncovered or overlapping at any check of the run (bounded).
+        self._ever: dict[str, set[str]] = {"uncovered": set(), "overlapping": set()}
 
     def request_stop(self, reason: str = "requested") -> None:
         """Begin a clean shutdown; a second request skips the drain."""
@@ -188,20 +202,24 @@ class Daemon:
                 membrane=s.record_membrane,
                 weights=s.record_weights,
                 control=s.record_control,
+                nodes=s.nodes,
             )
             self.bus.subscribe(keys, self.pipeline.submit)
-            self.bus.serve_flush_barrier(s.prefix, json.dumps({"session": s.session}).encode())
+            barrier = json.dumps({"session": s.session, "shard": s.shard}).encode()
+            self.bus.serve_flush_barrier(s.prefix, barrier, s.nodes)
             self.bus.serve_queries(
-                status_key(s.prefix, s.session),
+                status_key(s.prefix, s.session, s.shard),
                 DutyCycled(lambda: json.dumps(self.status_document(), allow_nan=False).encode()),
             )
+            claim = self.claim.encode()
+            self.bus.serve_queries(shard_key(s.prefix, s.session, s.shard), lambda: claim)
 
             def presence(node_id: str, alive: bool) -> None:
                 if s.record_control:  # joins and leaves go to the control log
                     self.pipeline.submit_presence(node_id, alive)
                 loop.call_soon_threadsafe(self._presence, node_id, alive)
 
-            self.bus.watch_nodes(s.prefix, presence)
+            self.bus.watch_nodes(s.prefix, presence, s.nodes)
         except Exception as exc:
             log.error("cannot subscribe on the Zenoh session: %s", exc)
             await asyncio.to_thread(self.bus.close)
@@ -209,14 +227,18 @@ class Daemon:
             await worker_done
             return ExitCode.BUS
         log.info(
-            "recording session %s into %s (listen %s, connect %s): ready",
+            "recording session %s%s into %s (listen %s, connect %s): ready",
             s.session,
-            s.session_dir,
+            "" if s.shard is None else f", shard {s.shard} (nodes {','.join(s.nodes)})",
+            self.files.data,
             s.listen,
             s.connect,
         )
         self.notifier.ready(self.status_line())
-        for job in (self._report(), self._heartbeat(), self._measure_rates()):
+        jobs = [self._report(), self._heartbeat(), self._measure_rates()]
+        if s.shard is not None:
+            jobs.append(self._check_coverage())
+        for job in jobs:
             self._tasks.add(asyncio.create_task(job))
         await self._main_loop(worker_done)
         return await self._shutdown(worker_done)
@@ -328,11 +350,15 @@ class Daemon:
             stream["messages_per_s"] = round(msg_rate, 1)
             stream["spikes_per_s"] = round(spike_rate, 1)
         try:
-            file_bytes = (s.session_dir / L.DATA_FILE).stat().st_size
+            file_bytes = self.files.data.stat().st_size
         except OSError:
             file_bytes = 0
         return {
             "session": s.session,
+            "shard": s.shard,
+            "nodes_recorded": list(s.nodes),
+            "data_file": self.files.data.name,
+            "coverage": self.coverage,
             "session_dir": str(s.session_dir.resolve()),
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self._started, 3),
@@ -374,6 +400,54 @@ class Daemon:
             info["spikes_per_s"] = round(spike_rate, 1)
             out[node] = info
         return out
+
+    async def _check_coverage(self) -> None:
+        """Every few seconds: which alive nodes no recorder of the session records, and
+        which two or more record; into the statistics and the status, logged on change."""
+        s = self.settings
+        client = self.bus.client()
+        while True:
+            try:
+                answers = await asyncio.to_thread(
+                    client.query, shards_query_key(s.prefix, s.session), COVERAGE_TIMEOUT_S
+                )
+                alive = await asyncio.to_thread(client.alive, s.prefix, COVERAGE_TIMEOUT_S)
+            except Exception as exc:  # the bus closing under us, a Zenoh error
+                log.debug("coverage check failed: %s", exc)
+            else:
+                claims = [c for a in answers if (c := ShardClaim.decode(a)) is not None]
+                report = coverage(s.session, [self.claim, *claims], alive)
+                doc = report.to_dict()
+                for what, found in (
+                    ("uncovered", report.uncovered),
+                    ("overlapping", list(report.overlapping)),
+                ):
+                    ever = self._ever[what]
+                    ever.update(found[: max(0, EVER_LISTED - len(ever))])
+                    doc[f"{what}_during_run"] = sorted(ever)
+                self.coverage = doc
+                self.recorder.annotations = {"coverage": self.coverage}
+                said = (tuple(report.uncovered), tuple(report.overlapping))
+                if said != self._coverage_said:
+                    self._coverage_said = said
+                    if report.uncovered_count:
+                        log.warning(
+                            "%d node(s) alive recorded by no recorder of session %s: %s",
+                            report.uncovered_count,
+                            s.session,
+                            ", ".join(report.uncovered[:10]),
+                        )
+                    if report.overlapping_count:
+                        log.warning(
+                            "%d node(s) recorded by two or more recorders of session %s: %s",
+                            report.overlapping_count,
+                            s.session,
+                            ", ".join(
+                                f"{n} ({'+'.join(o)})"
+                                for n, o in list(report.overlapping.items())[:10]
+                            ),
+                        )
+            await asyncio.sleep(COVERAGE_PERIOD_S)
 
     async def _measure_rates(self) -> None:
         last: dict[str, tuple[int, int]] = {}

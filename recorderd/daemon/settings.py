@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,7 +35,8 @@ from recorderd.core.settings import (
     default_session_name,
 )
 from recorderd.session.schema import Compression
-from recorderd.wire import DEFAULT_PREFIX, Mode, check_name, check_prefix
+from recorderd.wire import DEFAULT_PREFIX, Mode, check_name, check_node_pattern, check_prefix
+from recorderd.wire.shards import MAX_CLAIM_PATTERNS
 
 ENV_PREFIX = "RECORDERD_"
 DEFAULT_ENDPOINT = "tcp/127.0.0.1:7447"
@@ -55,6 +57,10 @@ class RecorderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     session: str = Field(default_factory=default_session_name)
+    #: This recorder's shard of the session: it records only the nodes matching
+    #: ``nodes`` into its own files (docs/deployment.md). None: the whole session.
+    shard: str | None = None
+    nodes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     recording_dir: Path = Path("./sim_recordings")
     record_spikes: bool = True
     record_membrane: bool = False
@@ -96,6 +102,39 @@ class RecorderSettings(BaseSettings):
     def _safe_session(cls, value: str) -> str:
         return check_name(value, "session name")
 
+    @field_validator("shard")
+    @classmethod
+    def _safe_shard(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "shard name")
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _node_patterns(cls, value: object) -> object:
+        # "pfc-*,visual-*" (a flag, RECORDERD_NODES) or a list (a flag repeated, TOML).
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        patterns = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+        if not patterns:
+            raise ValueError("at least one node pattern")
+        if len(patterns) > MAX_CLAIM_PATTERNS:
+            raise ValueError(f"at most {MAX_CLAIM_PATTERNS} node patterns")
+        return list(dict.fromkeys(check_node_pattern(p) for p in patterns))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clients_do_not_listen(cls, data: Any) -> Any:
+        # A Zenoh client reaches the bus through its router: no listen endpoint unless given.
+        if isinstance(data, dict) and data.get("mode") == "client" and "listen" not in data:
+            return {**data, "listen": []}
+        return data
+
+    @model_validator(mode="after")
+    def _nodes_need_a_shard(self) -> RecorderSettings:
+        if self.nodes != ["*"] and self.shard is None:
+            raise ValueError("--nodes records part of a session: name the shard with --shard")
+        return self
+
     @field_validator("prefix")
     @classmethod
     def _safe_prefix(cls, value: str) -> str:
@@ -120,6 +159,8 @@ class RecorderSettings(BaseSettings):
             max_streams=self.max_streams,
             max_streams_per_node=self.max_streams_per_node,
             max_stream_neurons=self.max_stream_neurons,
+            shard=self.shard,
+            shard_nodes=tuple(self.nodes),
             recorder_config=self.model_dump(mode="json"),
         )
 
@@ -157,7 +198,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> RecorderSett
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
             lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
         origin = f"flags, {ENV_PREFIX}* environment" + (f" or {config_file}" if config_file else "")
         raise SettingsError(

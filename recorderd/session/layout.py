@@ -7,6 +7,9 @@ group or a dataset. It imports numpy only (no h5py).
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -29,6 +32,11 @@ PLOTS_DIR: Final = "plots"
 LOCK_FILE: Final = ".recorder.lock"
 #: Rows not yet in a whole chunk, while recording or after a crash (recorderd.session.journal).
 JOURNAL_FILE: Final = "simulation_data.h5-journal"
+#: A shard's files carry its name before the extension: ``simulation_data.<shard>.h5``,
+#: ``control_states.<shard>.jsonl``, ``recording_statistics.<shard>.json``,
+#: ``.recorder.<shard>.lock`` (docs/deployment.md). Shard names are safe names.
+SHARD_NAME_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+_SHARD_DATA_RE: Final = re.compile(rf"simulation_data\.({SHARD_NAME_PATTERN})\.h5")
 #: Key of presence records (node joins and leaves) in the control log; control-state
 #: records never have it.
 CONTROL_EVENT: Final = "event"
@@ -91,6 +99,9 @@ ATTR_INCARNATIONS_TOTAL: Final = "incarnations_total"  # int: all incarnations s
 MAX_NODE_INCARNATIONS: Final = 1024
 ATTR_RECORDER_RUNS: Final = "recorder_runs"  # int: how many recorder runs appended
 ATTR_RECORDER_VERSION: Final = "recorder_version"  # str: recorderd of the latest run
+#: A shard's file: its name, and the node-id patterns it records (JSON list).
+ATTR_SHARD: Final = "shard"
+ATTR_SHARD_NODES: Final = "shard_nodes"
 
 TIME_DTYPE: Final = np.dtype("<f8")
 STEP_DTYPE: Final = np.dtype("<i8")
@@ -121,3 +132,64 @@ def split_population(name: str) -> tuple[str, str]:
     """Inverse of :func:`population`: ``(node_id, layer)``."""
     node_id, _, layer = name.partition(POPULATION_SEP)
     return node_id, layer
+
+
+def _sharded(name: str, shard: str | None) -> str:
+    """``name`` with ``.<shard>`` before its extension (a leading dot is kept)."""
+    if shard is None:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.{shard}{dot}{ext}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFiles:
+    """The files one recorder writes in a session folder: the whole session's, or a shard's."""
+
+    dir: Path
+    shard: str | None = None
+
+    @property
+    def data(self) -> Path:
+        """``simulation_data.h5``, or ``simulation_data.<shard>.h5``."""
+        return self.dir / _sharded(DATA_FILE, self.shard)
+
+    @property
+    def journal(self) -> Path:
+        """The data file's journal: its name plus ``-journal``."""
+        return self.dir / (self.data.name + "-journal")
+
+    @property
+    def control(self) -> Path:
+        """``control_states.jsonl``, or ``control_states.<shard>.jsonl``."""
+        return self.dir / _sharded(CONTROL_FILE, self.shard)
+
+    @property
+    def statistics(self) -> Path:
+        """``recording_statistics.json``, or ``recording_statistics.<shard>.json``."""
+        return self.dir / _sharded(STATISTICS_FILE, self.shard)
+
+    @property
+    def lock(self) -> Path:
+        """``.recorder.lock``, or ``.recorder.<shard>.lock``: one writer per file set."""
+        return self.dir / _sharded(LOCK_FILE, self.shard)
+
+    @classmethod
+    def of_data_file(cls, path: Path) -> SessionFiles | None:
+        """The file set a data file belongs to, from its name; None if it is not one."""
+        if path.name == DATA_FILE:
+            return cls(path.parent)
+        match = _SHARD_DATA_RE.fullmatch(path.name)
+        return cls(path.parent, match.group(1)) if match else None
+
+
+def session_file_sets(session_dir: Path) -> list[SessionFiles]:
+    """Every recorder's file set in a session folder: the unsharded one first, then each
+    shard by name. Empty if the folder holds no data file."""
+    try:
+        names = sorted(p.name for p in session_dir.iterdir())
+    except OSError:
+        return []
+    sets = [SessionFiles.of_data_file(session_dir / n) for n in names]
+    found = [f for f in sets if f is not None]
+    return sorted(found, key=lambda f: (f.shard is not None, f.shard or ""))

@@ -1,4 +1,5 @@
-"""The session's writer lock: an exclusive ``flock`` on ``.recorder.lock``.
+"""The session's writer lock: an exclusive ``flock`` on ``.recorder.lock`` (a shard's:
+``.recorder.<shard>.lock``).
 
 One process writes a session at a time: the recorder for as long as it records, a
 reader only while it recovers a crashed session. HDF5's own file locking is off, so
@@ -22,9 +23,14 @@ class SessionLock:
         self._fd: int | None = fd
 
     @classmethod
-    def try_acquire(cls, session_dir: Path, *, create: bool = True) -> SessionLock | None:
-        """Take the lock without waiting, or None if another process holds it."""
-        fd = open_fd(session_dir / L.LOCK_FILE, os.O_RDWR | (os.O_CREAT if create else 0))
+    def try_acquire(
+        cls, session_dir: Path, *, create: bool = True, shard: str | None = None
+    ) -> SessionLock | None:
+        """Take the lock (of ``shard``'s files) without waiting, or None if another process
+        holds it."""
+        fd = open_fd(
+            L.SessionFiles(session_dir, shard).lock, os.O_RDWR | (os.O_CREAT if create else 0)
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -40,7 +40,9 @@ RECOVERY_HEADROOM_BYTES = 4 << 20
 SessionState = Literal["clean", "recovered", "live", "read-only"]
 
 
-def recover_if_idle(session_dir: Path, *, may_recover: bool = True) -> SessionState:
+def recover_if_idle(
+    session_dir: Path, *, may_recover: bool = True, shard: str | None = None
+) -> SessionState:
     """For readers: recover a crashed session unless a writer holds it.
 
     ``clean``: closed cleanly. ``recovered``: a killed writer's journal applied, or
@@ -49,8 +51,9 @@ def recover_if_idle(session_dir: Path, *, may_recover: bool = True) -> SessionSt
     process may not or cannot recover it (no write permission, no room, an unusable
     journal), or was asked not to (``may_recover=False``): left exactly as it is.
     """
-    data = session_dir / L.DATA_FILE
-    journal = (session_dir / L.JOURNAL_FILE).exists()
+    files = L.SessionFiles(session_dir, shard)
+    data = files.data
+    journal = files.journal.exists()
     try:
         flagged = status_flags(data) != 0
     except (OSError, ValueError):
@@ -58,7 +61,7 @@ def recover_if_idle(session_dir: Path, *, may_recover: bool = True) -> SessionSt
     if not journal and not flagged:
         return "clean"
     try:
-        lock = SessionLock.try_acquire(session_dir, create=may_recover)
+        lock = SessionLock.try_acquire(session_dir, create=may_recover, shard=shard)
     except FileNotFoundError:  # no lock file (may_recover=False): no writer ever held it
         return "read-only"
     except OSError:  # no write permission here, or a symlinked lock file
@@ -70,7 +73,7 @@ def recover_if_idle(session_dir: Path, *, may_recover: bool = True) -> SessionSt
         return "read-only"
     try:
         if journal:
-            return "recovered" if recover(session_dir) is not None else "clean"
+            return "recovered" if recover(session_dir, shard=shard) is not None else "clean"
         clear_status_flags(data)
         log.warning("%s: cleared the flags of a recorder killed before its journal", data)
         return "recovered"
@@ -153,12 +156,13 @@ def open_readonly(path: Path, attempts: int = 20) -> h5py.File:
 
 
 def _nobody_writes(path: Path) -> bool:
-    """Whether no process holds the session lock of the folder of ``path``."""
-    lock_path = path.parent / L.LOCK_FILE
-    if not lock_path.exists():
+    """Whether no process holds the lock of the data file ``path`` (its folder's or its
+    shard's)."""
+    files = L.SessionFiles.of_data_file(path) or L.SessionFiles(path.parent)
+    if not files.lock.exists():
         return True
     try:
-        lock = SessionLock.try_acquire(path.parent, create=False)
+        lock = SessionLock.try_acquire(path.parent, create=False, shard=files.shard)
     except OSError:
         return True  # cannot even open the lock file read-write: nobody can tell; read
     if lock is None:
@@ -177,7 +181,11 @@ def appendable_datasets(root: h5py.File) -> Iterator[h5py.Dataset]:
 
 
 def recover(
-    session_dir: Path, h5: h5py.File | None = None, *, keep_journal: bool = False
+    session_dir: Path,
+    h5: h5py.File | None = None,
+    *,
+    keep_journal: bool = False,
+    shard: str | None = None,
 ) -> dict[str, int] | None:
     """Bring a session left by a crash to its state at the last flush; None if clean.
 
@@ -190,8 +198,8 @@ def recover(
     the journal is unusable (then nothing is changed; the journal is never deleted
     unless applied). ``keep_journal``: leave it for the caller to replace atomically.
     """
-    jpath = session_dir / L.JOURNAL_FILE
-    data = session_dir / L.DATA_FILE
+    files = L.SessionFiles(session_dir, shard)
+    jpath, data = files.journal, files.data
     if not jpath.exists():
         return None
     rep = replay(jpath)
@@ -208,15 +216,14 @@ def recover(
     if h5 is None:
         clear_status_flags(data)
         with h5py.File(data, "a", libver=LIBVER, locking=False, rdcc_nbytes=0) as f:
-            result = _apply(session_dir, f, rep, keep_journal)
+            result = _apply(files, f, rep, keep_journal)
         fsync_path(data)
         return result
-    return _apply(session_dir, h5, rep, keep_journal)
+    return _apply(files, h5, rep, keep_journal)
 
 
-def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) -> dict[str, int]:
-    jpath = session_dir / L.JOURNAL_FILE
-    data = session_dir / L.DATA_FILE
+def _apply(files: L.SessionFiles, h5: h5py.File, rep: Replay, keep_journal: bool) -> dict[str, int]:
+    jpath, data = files.journal, files.data
     for ds in appendable_datasets(h5):  # check everything before changing anything
         tail = rep.tails.get(ds.name)
         if tail is not None and tail.main > ds.shape[0]:
@@ -235,7 +242,7 @@ def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) ->
             ds[main:] = rep.tail(ds.name)
             rows += tail.rows
         count += 1
-    stats = session_dir / L.STATISTICS_FILE
+    stats = files.statistics
     if stats.exists():
         h5[L.METADATA].attrs[L.ATTR_STATISTICS] = stats.read_text(encoding="utf-8").strip()
     h5.flush()
@@ -244,7 +251,7 @@ def _apply(session_dir: Path, h5: h5py.File, rep: Replay, keep_journal: bool) ->
         jpath.unlink()
     log.warning(
         "recovered %s after a crash: %d datasets, %d rows from the journal%s",
-        session_dir,
+        data,
         count,
         rows,
         f", {rep.ignored_bytes} bytes of a torn record ignored" if rep.ignored_bytes else "",

@@ -26,8 +26,8 @@ LARGE_PERIOD_S: Final = 10.0
 class StatisticsFile:
     """The statistics document of a session folder."""
 
-    def __init__(self, session_dir: Path) -> None:
-        self.path = session_dir / L.STATISTICS_FILE
+    def __init__(self, session_dir: Path, shard: str | None = None) -> None:
+        self.path = L.SessionFiles(session_dir, shard).statistics
         self._bytes = 0
         self._at = -float("inf")
 

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -91,8 +91,13 @@ class SessionWriter:
         recorder_config: dict[str, Any] | None = None,
         subsample_seed: int = 0,
         subsampling_rule: str = "",
+        shard: str | None = None,
+        shard_nodes: Sequence[str] = (),
     ) -> None:
         self.session_dir = session_dir
+        #: The files this writer owns: the session's, or a shard's (docs/deployment.md).
+        self.files = L.SessionFiles(session_dir, shard)
+        self._shard_nodes = list(shard_nodes)
         self.session = session
         self._filters = filters(compression, compression_level)
         self._config_json = json.dumps(recorder_config or {}, default=str, sort_keys=True)
@@ -108,7 +113,7 @@ class SessionWriter:
         #: Opening streams and appending to them.
         self.streams = Streams(self._tails, lambda: self._file, Codec.from_filters(self._filters))
         self._next_early_creation = 0.0  # time.monotonic() of the next early window
-        self._statistics = StatisticsFile(session_dir)
+        self._statistics = StatisticsFile(session_dir, shard)
         self._control: ControlLog | None = None
         self._lock: SessionLock | None = None
         self._finished = False
@@ -130,7 +135,7 @@ class SessionWriter:
             # not take the lock just because it became free.
             if keep_waiting is not None and not keep_waiting():
                 raise SessionBusyError(self.session_dir)
-            self._lock = SessionLock.try_acquire(self.session_dir)
+            self._lock = SessionLock.try_acquire(self.session_dir, shard=self.files.shard)
             if self._lock is not None:
                 break
             if keep_waiting is None:
@@ -146,7 +151,7 @@ class SessionWriter:
             raise
 
     def _open(self) -> None:
-        path = self.session_dir / L.DATA_FILE
+        path = self.files.data
         if not check_regular(path):
             create_session_file(
                 path,
@@ -167,12 +172,12 @@ class SessionWriter:
             )
         try:
             # The journal stays until Journal.create below replaces it atomically.
-            recover(self.session_dir, root, keep_journal=True)
+            recover(self.session_dir, root, keep_journal=True, shard=self.files.shard)
         except JournalError as exc:
             raise WriterError(
                 f"{exc}; the session cannot be continued automatically. Its rows up to "
                 f"the last flush are in the journal: keep a copy of the folder, then "
-                f"move {L.JOURNAL_FILE} aside to continue without them"
+                f"move {self.files.journal.name} aside to continue without them"
             ) from exc
         root.attrs[L.ATTR_FORMAT_VERSION] = L.FORMAT_VERSION  # 2 is a subset of 3
         meta = root[L.METADATA]
@@ -184,16 +189,19 @@ class SessionWriter:
         meta.attrs[L.ATTR_RECORDER_VERSION] = __version__
         meta.attrs[L.ATTR_RECORDER_CONFIG] = self._config_json
         meta.attrs[L.ATTR_STOP_TIME] = ""
+        if self.files.shard is not None:
+            meta.attrs[L.ATTR_SHARD] = self.files.shard
+            meta.attrs[L.ATTR_SHARD_NODES] = json.dumps(self._shard_nodes)
         # Partial last chunks move into memory (and the journal) before they leave the
         # file: from here on the datasets only ever receive whole chunks. One dataset
         # at a time, so memory follows the tails, not the number of datasets.
         self._tails.load(root)
-        self._tails.start_journal(self.session_dir / L.JOURNAL_FILE)
+        self._tails.start_journal(self.files.journal)
         self._tails.shrink(root)
         root.flush()
         root.swmr_mode = True
         self._swmr = True
-        self._control = ControlLog(self.session_dir / L.CONTROL_FILE)
+        self._control = ControlLog(self.files.control)
 
     def _open_file(self) -> h5py.File:
         """The session file, opened for writing without SWMR (never through a symlink).
@@ -201,7 +209,7 @@ class SessionWriter:
         No chunk cache: whole chunks are written straight through, and an unfinished
         chunk never sits in HDF5's memory (its rows are in the tails).
         """
-        path = self.session_dir / L.DATA_FILE
+        path = self.files.data
         check_regular(path)
         h5 = h5py.File(path, "a", libver=LIBVER, locking=False, rdcc_nbytes=0)
         if not same_file(h5.id.get_vfd_handle(), path):
@@ -220,7 +228,7 @@ class SessionWriter:
         self._finished = True
         try:
             if self._h5 is not None:
-                path = self.session_dir / L.DATA_FILE
+                path = self.files.data
                 self._create_pending()
                 self._tails.write_all(self._file, self.checkpoint)
                 self.checkpoint()
@@ -255,7 +263,7 @@ class SessionWriter:
 
     def recent_control_records(self, tail_bytes: int = 4 << 20) -> list[dict[str, Any]]:
         """The last records of ``control_states.jsonl`` (its last ``tail_bytes``), oldest first."""
-        return read_records(self.session_dir / L.CONTROL_FILE, tail_bytes)
+        return read_records(self.files.control, tail_bytes)
 
     def abandon(self) -> None:
         """Give up after an I/O error or an aborted close: leave HDF5 as it is.

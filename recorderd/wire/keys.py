@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from recorderd.wire.data import Kind
@@ -14,6 +15,11 @@ FLUSH_WORD = "flush"
 #: Recorders answer status queries on ``<prefix>/_recorders/<session>/status``; the
 #: leading "_" keeps it apart from node ids, which start with a letter or digit.
 RECORDERS_WORD = "_recorders"
+STATUS_WORD = "status"
+#: Recorders of a session declare their part of the key space on
+#: ``<prefix>/_recorders/<session>/shards/<shard>`` (``_all`` for an unsharded recorder).
+SHARDS_WORD = "shards"
+WHOLE_SESSION = "_all"
 ALIVE_WORD = "alive"
 _KINDS_BY_WORD = {kind.key_word: kind for kind in Kind}
 
@@ -58,11 +64,64 @@ def flush_key(prefix: str, node_id: str) -> str:
     return f"{prefix}/{check_name(node_id, 'node id')}/{FLUSH_WORD}"
 
 
-def status_key(prefix: str, session: str = "*") -> str:
-    """Key of a recorder's live status queryable (``*``: every recorder under ``prefix``)."""
+def status_key(prefix: str, session: str = "*", shard: str | None = None) -> str:
+    """Key of a recorder's live status queryable (``*``: every recorder under ``prefix``).
+
+    A shard's recorder answers on ``.../<session>/status/<shard>``; query
+    :func:`status_query_key` to reach every recorder of a session, sharded or not.
+    """
     if session != "*":
         check_name(session, "session name")
-    return f"{prefix}/{RECORDERS_WORD}/{session}/status"
+    key = f"{prefix}/{RECORDERS_WORD}/{session}/{STATUS_WORD}"
+    return key if shard is None else f"{key}/{check_name(shard, 'shard name')}"
+
+
+def status_query_key(prefix: str, session: str = "*") -> str:
+    """Key that queries every recorder's status of ``session`` (``*``: of every session)."""
+    return status_key(prefix, session) + "/**"
+
+
+def shard_key(prefix: str, session: str, shard: str | None) -> str:
+    """Key on which a recorder answers which nodes it records (its shard's patterns)."""
+    name = WHOLE_SESSION if shard is None else check_name(shard, "shard name")
+    return f"{prefix}/{RECORDERS_WORD}/{check_name(session, 'session name')}/{SHARDS_WORD}/{name}"
+
+
+def shards_query_key(prefix: str, session: str = "*") -> str:
+    """Key that queries every recorder's part of the key space of ``session`` (or all)."""
+    if session != "*":
+        check_name(session, "session name")
+    return f"{prefix}/{RECORDERS_WORD}/{session}/{SHARDS_WORD}/*"
+
+
+#: A node pattern: node-id characters and ``*``, which stands for any run of characters
+#: within the node id (``pfc-*``, ``*-0``, ``*``); never ``**``.
+_NODE_PATTERN_RE = re.compile(r"(?!.*\*\*)[A-Za-z0-9*][A-Za-z0-9_*-]{0,63}")
+
+
+def check_node_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a valid node pattern, else raise ``ValueError``."""
+    if _NODE_PATTERN_RE.fullmatch(pattern) is None:
+        raise ValueError(
+            f"invalid node pattern {pattern!r}: a node id in which '*' stands for any "
+            "characters (letters, digits, '_', '-' and single '*', at most 64 characters)"
+        )
+    return pattern
+
+
+def node_chunk(pattern: str) -> str:
+    """The key-expression chunk of a node pattern: ``pfc-*`` -> ``pfc-$*``, ``*`` -> ``*``.
+
+    Zenoh routes on it: a shard's subscriptions reach only its nodes' publishers.
+    """
+    check_node_pattern(pattern)
+    return "*" if pattern == "*" else pattern.replace("*", "$*")
+
+
+def node_matches(pattern: str, node_id: str) -> bool:
+    """Whether ``node_id`` falls in ``pattern`` (the same rule Zenoh applies to the chunk)."""
+    regex = "".join(".*" if c == "*" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, node_id) is not None
 
 
 def parse_key(key: str, prefix: str) -> StreamKey:

@@ -1,0 +1,324 @@
+"""Sharded recording behind Zenoh routers: each spike in exactly one shard's file.
+
+Real processes on loopback: two Zenoh routers (``recorderd-router``) stand for two
+hosts, brain nodes and recorder shards are clients of one router or the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from recorderd.session import layout as L
+from recorderd.wire import check_node_pattern, node_chunk, node_matches
+from recorderd.wire.shards import ShardClaim, coverage
+from tests.helpers import free_port
+from tests.processes import brain_node, recorderd, router, stop, wait_for
+
+STEPS = 300
+
+
+def shard_statistics(session: Path, shard: str | None) -> dict[str, Any]:
+    path = L.SessionFiles(session, shard).statistics
+    if not path.exists():
+        return {}
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def node(node_id: str, module: str, endpoint: str, tmp_path: Path, *extra: str) -> Any:
+    return brain_node(
+        "--node-id",
+        node_id,
+        "--module-type",
+        module,
+        "--mode",
+        "client",
+        "--connect",
+        endpoint,
+        "--summary-json",
+        str(tmp_path / f"{node_id}.json"),
+        *extra,
+    )
+
+
+def shard_args(tmp_path: Path, endpoint: str, shard: str, nodes: str) -> list[str]:
+    return [
+        "--session",
+        "s",
+        "--recording-dir",
+        str(tmp_path / "rec"),
+        "--mode",
+        "client",
+        "--connect",
+        endpoint,
+        "--shard",
+        shard,
+        "--nodes",
+        nodes,
+        "--flush-interval",
+        "0.2",
+    ]
+
+
+# -- the key space -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "chunk"), [("pfc-*", "pfc-$*"), ("*", "*"), ("*-0", "$*-0"), ("a", "a")]
+)
+def test_node_patterns_become_zenoh_chunks(pattern: str, chunk: str) -> None:
+    assert node_chunk(pattern) == chunk
+
+
+@pytest.mark.parametrize("bad", ["**", "pfc-**", "-a", "_a", "a/b", "a.b", "", "a" * 65, "$*"])
+def test_bad_node_patterns_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid node pattern"):
+        check_node_pattern(bad)
+
+
+def test_node_matching_follows_the_chunk_rule() -> None:
+    assert node_matches("pfc-*", "pfc-0") and node_matches("pfc-*", "pfc-")
+    assert not node_matches("pfc-*", "pfc") and not node_matches("pfc-*", "visual-0")
+    assert node_matches("*-main-*", "lang-main-0") and node_matches("*", "x")
+
+
+def test_coverage_lists_uncovered_and_overlapping_nodes() -> None:
+    claims = [ShardClaim("s", "a", ("pfc-*", "lang-*")), ShardClaim("s", "b", ("*-0",))]
+    claims.append(ShardClaim("other", None))  # another session's recorder: not counted
+    report = coverage("s", claims, ["pfc-1", "pfc-0", "motor-1", "lang-main-2", "motor-1"])
+    assert report.nodes_alive == 4
+    assert (report.uncovered, report.uncovered_count) == (["motor-1"], 1)
+    assert report.overlapping == {"pfc-0": ["a", "b"]} and report.overlapping_count == 1
+    assert report.shards == {"a": ["pfc-*", "lang-*"], "b": ["*-0"]}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"[]",
+        b'{"session": "../x", "shard": null, "nodes": ["*"]}',
+        b'{"session": "s", "shard": "a.b", "nodes": ["*"]}',
+        b'{"session": "s", "shard": "a", "nodes": []}',
+        b'{"session": "s", "shard": "a", "nodes": ["**"]}',
+        b'{"session": "s", "shard": "a", "nodes": ' + json.dumps(["a"] * 300).encode() + b"}",
+        b"x" * 70_000,
+    ],
+)
+def test_hostile_claims_are_ignored(payload: bytes) -> None:
+    assert ShardClaim.decode(payload) is None
+
+
+def test_shard_files_are_named_after_the_shard(tmp_path: Path) -> None:
+    files = L.SessionFiles(tmp_path, "pfc")
+    names = [p.name for p in (files.data, files.journal, files.control, files.statistics)]
+    assert names == [
+        "simulation_data.pfc.h5",
+        "simulation_data.pfc.h5-journal",
+        "control_states.pfc.jsonl",
+        "recording_statistics.pfc.json",
+    ]
+    assert files.lock.name == ".recorder.pfc.lock"
+    for name in ("simulation_data.h5", "simulation_data.b.h5", "simulation_data.a.h5"):
+        (tmp_path / name).touch()
+    (tmp_path / "simulation_data.h5.creating").touch()
+    (tmp_path / "simulation_data.x.y.h5").touch()  # not a shard name
+    assert [f.shard for f in L.session_file_sets(tmp_path)] == [None, "a", "b"]
+
+
+def test_nodes_without_a_shard_is_a_usage_error(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recorderd",
+            "--session",
+            "s",
+            "--recording-dir",
+            str(tmp_path),
+            "--nodes",
+            "pfc-*",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "--shard" in out.stderr and list(tmp_path.iterdir()) == []
+
+
+# -- two hosts, two shards ---------------------------------------------------------------
+
+
+def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: Path) -> None:
+    r1, r2 = (f"tcp/127.0.0.1:{free_port()}" for _ in range(2))
+    session = tmp_path / "rec" / "s"
+    plan = [  # node, module, the router it is attached to, the shard that owns it
+        ("pfc-0", "pfc", r2, "a"),
+        ("lang-main-0", "lang-main", r2, "a"),
+        ("visual-0", "visual", r1, "b"),
+    ]
+    with (
+        router(tmp_path, r1, name="router1"),
+        router(tmp_path, r2, r1, name="router2"),
+        recorderd(tmp_path, *shard_args(tmp_path, r1, "a", "pfc-*,lang-*"), name="a") as a,
+        recorderd(tmp_path, *shard_args(tmp_path, r2, "b", "visual-*"), name="b") as b,
+    ):
+        run = ["--steps", str(STEPS), "--speed", "0", "--wait-subscribers", "20"]
+        procs = [node(n, m, r, tmp_path, *run) for n, m, r, _ in plan]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+        summaries = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n, *_ in plan}
+        published: dict[str, dict[str, dict[str, int]]] = {"a": {}, "b": {}}
+        for n, _, _, shard in plan:
+            for key, s in summaries[n]["streams"].items():
+                if s["kind"] in ("spikes", "control"):
+                    published[shard][key.removeprefix("brain/")] = s
+        for shard in ("a", "b"):
+            total = sum(s["messages"] for s in published[shard].values())
+            wait_for(
+                lambda shard=shard, total=total: (
+                    shard_statistics(session, shard).get("totals", {}).get("written") == total
+                ),
+                30,
+                f"shard {shard}: {total} messages written",
+            )
+        assert stop(a) == 0 and stop(b) == 0
+    on_disk: dict[str, set[str]] = {}
+    for shard in ("a", "b"):
+        stats = shard_statistics(session, shard)
+        assert stats["shard"] == shard and stats["rejected"] == {}
+        assert set(stats["streams"]) == set(published[shard])
+        for key, pub in published[shard].items():
+            st = stats["streams"][key]
+            assert (st["received"], st["written"], st["missing"]) == (
+                pub["messages"],
+                pub["messages"],
+                0,
+            ), key
+            if pub["kind"] == "spikes":
+                assert st["spikes_written"] == pub["spikes"], key
+                print(
+                    f"shard {shard} {key}: published {pub['spikes']} spikes, recorded "
+                    f"{st['spikes_written']}"
+                )
+        with h5py.File(L.SessionFiles(session, shard).data, "r") as f:
+            on_disk[shard] = set(f[L.SPIKES])
+            assert f[L.METADATA].attrs[L.ATTR_SHARD] == shard
+    # every spike stream is in exactly one shard's file
+    assert not on_disk["a"] & on_disk["b"]
+    assert on_disk["a"] | on_disk["b"] == {
+        L.population(n, layer)
+        for n, *_ in plan
+        for layer in (
+            k.split("/")[-1] for k, s in summaries[n]["streams"].items() if s["kind"] == "spikes"
+        )
+    }
+    assert not L.SessionFiles(session).data.exists()  # no unsharded file
+
+
+def test_recorderctl_reports_uncovered_and_overlapping_nodes(tmp_path: Path) -> None:
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    paced = ["--steps", "0", "--speed", "1", "--wait-subscribers", "0"]
+    with (
+        router(tmp_path, endpoint),
+        recorderd(tmp_path, *shard_args(tmp_path, endpoint, "a", "pfc-*"), name="a") as a,
+        recorderd(tmp_path, *shard_args(tmp_path, endpoint, "b", "*-0"), name="b") as b,
+    ):
+        procs = [
+            node("pfc-0", "pfc", endpoint, tmp_path, *paced),  # a and b
+            node("pfc-1", "pfc", endpoint, tmp_path, *paced),  # a only
+            node("motor-1", "pfc", endpoint, tmp_path, *paced),  # nobody
+        ]
+        ctl = [sys.executable, "-m", "recorderd.daemon.ctl", "status", "--mode", "client"]
+        ctl += ["--connect", endpoint]
+
+        def report() -> dict[str, Any]:
+            out = subprocess.run([*ctl, "--json"], capture_output=True, text=True, timeout=60)
+            answers = json.loads(out.stdout) if out.returncode == 0 else []
+            return answers[0]["coverage"] if len(answers) == 2 else {}
+
+        wait_for(lambda: report().get("nodes_alive") == 3, 30, "three nodes alive")
+        cov = report()
+        assert (cov["uncovered"], cov["uncovered_count"]) == (["motor-1"], 1)
+        assert cov["overlapping"] == {"pfc-0": ["a", "b"]}
+        assert cov["shards"] == {"a": ["pfc-*"], "b": ["*-0"]}
+        text = subprocess.run(ctl, capture_output=True, text=True, timeout=60)
+        assert text.returncode == 0
+        assert "1 node(s) recorded by NO recorder: motor-1" in text.stdout
+        assert "1 node(s) recorded by TWO or more: pfc-0 (a + b)" in text.stdout
+
+        # each shard also puts what it found into its statistics
+        def during_run(shard: str, what: str) -> Any:
+            doc = shard_statistics(tmp_path / "rec" / "s", shard).get("coverage") or {}
+            return doc.get(f"{what}_during_run")
+
+        wait_for(lambda: during_run("a", "uncovered") == ["motor-1"], 30, "a's coverage")
+        wait_for(lambda: during_run("b", "overlapping") == ["pfc-0"], 30, "b's coverage")
+        for p in procs:
+            assert stop(p) == 0
+        assert stop(a) == 0 and stop(b) == 0
+    stats = shard_statistics(tmp_path / "rec" / "s", "b")
+    assert stats["coverage"]["overlapping_during_run"] == ["pfc-0"]  # kept after the end
+
+
+def test_a_router_restarted_mid_run_loses_only_what_the_gaps_count(tmp_path: Path) -> None:
+    r1, r2 = (f"tcp/127.0.0.1:{free_port()}" for _ in range(2))
+    session = tmp_path / "rec" / "s"
+
+    def totals() -> dict[str, int]:
+        doc: dict[str, int] = shard_statistics(session, "a").get("totals", {})
+        return doc
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(router(tmp_path, r2, r1, name="router2"))  # the node's host
+        first = stack.enter_context(router(tmp_path, r1, name="router1"))  # the recorder's
+        rec = stack.enter_context(
+            recorderd(tmp_path, *shard_args(tmp_path, r1, "a", "*"), name="a")
+        )
+        run = ["--steps", "6000", "--speed", "1", "--wait-subscribers", "20"]
+        pfc = node("pfc-0", "pfc", r2, tmp_path, *run)
+        wait_for(lambda: totals().get("written", 0) > 1000, 30, "recording under way")
+        assert stop(first, signal.SIGTERM) == 0  # the recorder's router goes away...
+        time.sleep(1.0)
+        stack.enter_context(router(tmp_path, r1, name="router1"))  # ...and comes back
+        assert pfc.wait(timeout=60) == 0
+        summary = json.loads((tmp_path / "pfc-0.json").read_text())
+        assert summary["flush_sessions"] == ["s"]  # the route was back before the end
+        published = {
+            k.removeprefix("brain/"): s["messages"]
+            for k, s in summary["streams"].items()
+            if s["kind"] in ("spikes", "control")
+        }
+        wait_for(
+            lambda: (
+                totals().get("received", 0) + totals().get("missing", 0) == sum(published.values())
+            ),
+            30,
+            "every message received or counted missing",
+        )
+        assert stop(rec) == 0
+    stats = shard_statistics(session, "a")
+    lost = 0
+    with h5py.File(L.SessionFiles(session, "a").data, "r") as f:
+        for key, messages in published.items():
+            st = stats["streams"][key]
+            assert st["written"] + st["missing"] == messages, key
+            if "/spikes/" in key:
+                node_id, _, layer = key.split("/")
+                seq = f[L.SPIKES][L.population(node_id, layer)][L.FRAME_SEQ][:]
+                gaps = int(np.sum(np.diff(seq.astype(np.int64)) - 1))
+                assert gaps == st["missing"] and seq[-1] == messages - 1, key
+            lost += st["missing"]
+            print(f"{key}: published {messages}, written {st['written']}, missing {st['missing']}")
+    assert lost > 0  # the router really was gone for a while
