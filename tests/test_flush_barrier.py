@@ -22,7 +22,7 @@ def test_node_waits_until_a_slow_recorder_has_everything(tmp_path: Path) -> None
     bus.open()
     received: Counter[str] = Counter()
 
-    def slow_submit(key: str, payload: bytes) -> None:
+    def slow_submit(key: str, payload: bytes | None, zenoh_time: int) -> None:
         time.sleep(0.0003)  # a recorder far slower than the node publishes
         received[key] += 1
 

@@ -95,7 +95,8 @@ def data_of(r: SessionReader, kind: str, node: str, layer: str) -> Any:
 def cut(kind: str, frames: Frames, data: Any, t0: float, t1: float) -> tuple[Frames, Any]:
     """The frames with ``t0 <= time < t1`` and their data."""
     keep = (frames.times_ms >= t0) & (frames.times_ms < t1)
-    kept = Frames(*(getattr(frames, f.name)[keep] for f in dataclasses.fields(Frames)))
+    columns = (getattr(frames, f.name) for f in dataclasses.fields(Frames))
+    kept = Frames(*(None if c is None else c[keep] for c in columns))
     if kind != L.SPIKES:
         return kept, data[keep]
     per_frame = np.split(data, np.cumsum(frames.count)[:-1])

@@ -169,6 +169,7 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
         ("lang-main-0", "lang-main", r2, "a"),
         ("visual-0", "visual", r1, "b"),
     ]
+    started_ns = time.time_ns()
     with (
         router(tmp_path, r1, name="router1"),
         router(tmp_path, r2, r1, name="router2"),
@@ -194,6 +195,7 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
                 f"shard {shard}: {total} messages written",
             )
         assert stop(a) == 0 and stop(b) == 0
+    ended_ns = time.time_ns()
     on_disk: dict[str, set[str]] = {}
     for shard in ("a", "b"):
         stats = shard_statistics(session, shard)
@@ -215,6 +217,13 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
         with h5py.File(L.SessionFiles(session, shard).data, "r") as f:
             on_disk[shard] = set(f[L.SPIKES])
             assert f[L.METADATA].attrs[L.ATTR_SHARD] == shard
+            for pop in f[L.SPIKES].values():
+                # each message's Zenoh timestamp (the node's hybrid logical clock): set,
+                # within the run, never going back on a stream
+                stamps = pop[L.FRAME_ZENOH_TIME][:]
+                assert stamps.size == pop[L.FRAME_SEQ].size == STEPS
+                assert started_ns < int(stamps[0]) and int(stamps[-1]) < ended_ns
+                assert (np.diff(stamps.astype(np.int64)) > 0).all()
     # every spike stream is in exactly one shard's file
     assert not on_disk["a"] & on_disk["b"]
     assert on_disk["a"] | on_disk["b"] == {

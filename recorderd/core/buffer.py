@@ -15,7 +15,7 @@ import numpy.typing as npt
 from recorderd.session.frames import Frames
 
 #: Bytes counted per buffered message besides its data (its index row).
-FRAME_OVERHEAD_BYTES: Final = 40
+FRAME_OVERHEAD_BYTES: Final = 48
 
 
 @dataclass
@@ -51,10 +51,13 @@ class StreamBuffer:
 
 
 def _columns(f: Frames) -> tuple[npt.NDArray[Any], ...]:
-    return (f.steps, f.times_ms, f.seq, f.incarnation, f.count)
+    stamps = f.zenoh_time if f.zenoh_time is not None else np.zeros(f.steps.size, np.uint64)
+    return (f.steps, f.times_ms, f.seq, f.incarnation, f.count, stamps)
 
 
-def one_frame(step: int, time_ms: float, seq: int, incarnation: int, count: int) -> Frames:
+def one_frame(
+    step: int, time_ms: float, seq: int, incarnation: int, count: int, zenoh_time: int = 0
+) -> Frames:
     """The frame of a single message."""
     return Frames(
         np.array([step], np.int64),
@@ -62,4 +65,5 @@ def one_frame(step: int, time_ms: float, seq: int, incarnation: int, count: int)
         np.array([seq], np.uint64),
         np.array([incarnation], np.uint64),
         np.array([count], np.uint32),
+        np.array([zenoh_time], np.uint64),
     )

@@ -128,8 +128,10 @@ class Recorder:
         if tracker is not None:
             tracker.skip(incarnation, seq, self.clock())
 
-    def add(self, node_id: str, name: str, msg: DataMessage) -> None:
-        """Account for one valid data message and buffer what is recorded of it."""
+    def add(self, node_id: str, name: str, msg: DataMessage, zenoh_time: int = 0) -> None:
+        """Account for one valid data message and buffer what is recorded of it.
+
+        ``zenoh_time``: the sample's Zenoh timestamp, ns since 1970 (0: none)."""
         h = msg.header
         key = StreamKey(node_id, h.kind, name).stream_id
         stream = self._streams.get(key)
@@ -171,7 +173,7 @@ class Recorder:
         if h.kind is not Kind.SPIKES:
             data = data[np.newaxis]  # one row (membrane) or one snapshot (weights)
         count = data.shape[0] if h.kind is Kind.SPIKES else data.shape[1]
-        frame = one_frame(h.step, h.time_ms, h.seq, h.incarnation, count)
+        frame = one_frame(h.step, h.time_ms, h.seq, h.incarnation, count, zenoh_time)
         self._buffer(stream, frame, data)
 
     def add_batch(self, node_id: str, name: str, kind: Kind, batch: Batch) -> None:
@@ -188,13 +190,13 @@ class Recorder:
         start = 0
         stream = self._streams.get(key)
         if stream is None:
-            self.add(node_id, name, batch.message(0, kind))
+            self.add(node_id, name, batch.message(0, kind), batch.stamp(0))
             stream, start = self._streams.get(key), 1
         if stream is not None and start < n and stream.continues(h[start:], self.clock()):
             self._add_run(stream, batch, start, n)
             return
         for i in range(start, n):
-            self.add(node_id, name, batch.message(i, kind))
+            self.add(node_id, name, batch.message(i, kind), batch.stamp(i))
 
     def _add_run(self, stream: DataStream, batch: Batch, lo: int, hi: int) -> None:
         st = stream.stats

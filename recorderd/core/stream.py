@@ -104,5 +104,6 @@ class DataStream:
             h["seq"].astype(np.uint64),
             h["incarnation"].astype(np.uint64),
             counts,
+            None if batch.stamps is None else batch.stamps[lo:hi],
         )
         return frames, data, spikes

@@ -371,10 +371,14 @@ class Bus:
         """
         self._session = open_session(self._config)
 
-    def subscribe(self, keys: Sequence[str], submit: Callable[[str, bytes | None], None]) -> None:
-        """Subscribe to ``keys``; each sample goes to ``submit(key, payload)`` on Zenoh's thread.
+    def subscribe(
+        self, keys: Sequence[str], submit: Callable[[str, bytes | None, int], None]
+    ) -> None:
+        """Subscribe to ``keys``; each sample goes to ``submit(key, payload, zenoh_time)``
+        on Zenoh's thread.
 
-        A DELETE sample (no message) is handed over with ``payload`` None.
+        A DELETE sample (no message) is handed over with ``payload`` None. ``zenoh_time``
+        is the sample's timestamp (hybrid logical clock) in ns since 1970, 0 if it has none.
         """
         if self._session is None:
             raise RuntimeError("bus not open")
@@ -383,7 +387,12 @@ class Bus:
         def on_sample(sample: zenoh.Sample) -> None:
             # Runs on a Zenoh thread: copy out and hand over, nothing else.
             payload = sample.payload.to_bytes() if sample.kind == put else None
-            submit(str(sample.key_expr), payload)
+            stamp = sample.timestamp
+            submit(
+                str(sample.key_expr),
+                payload,
+                0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
+            )
 
         for key in keys:
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))

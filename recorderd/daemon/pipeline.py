@@ -97,10 +97,15 @@ class Pipeline:
 
     # -- called from other threads ---------------------------------------------------
 
-    def submit(self, key: str, payload: bytes | None) -> None:
-        """Queue one raw sample (None: a Zenoh DELETE); dropped and counted if full."""
-        # Only control states keep their arrival time (received_at in the control log).
-        self.intake.put(key, payload, time.time() if key.endswith(_CONTROL_SUFFIX) else 0.0)
+    def submit(self, key: str, payload: bytes | None, zenoh_time: int = 0) -> None:
+        """Queue one raw sample (None: a Zenoh DELETE); dropped and counted if full.
+
+        ``zenoh_time``: the sample's Zenoh timestamp, ns since 1970 (0: none).
+        """
+        # Control states keep their arrival time (received_at in the control log); data
+        # messages their Zenoh timestamp, in the same slot (frame_zenoh_time).
+        control = key.endswith(_CONTROL_SUFFIX)
+        self.intake.put(key, payload, time.time() if control else zenoh_time)
 
     def submit_presence(self, node_id: str, alive: bool) -> None:
         """Queue a node's join (``alive``) or leave for the control log. Never blocks."""
@@ -301,27 +306,33 @@ class Pipeline:
         if self._abort.is_set():
             raise WriteAborted()
         samples = self.intake.take(BATCH_MESSAGES, BATCH_BYTES)
-        groups: dict[str, list[bytes]] = {}
+        groups: dict[str, tuple[list[bytes], list[int]]] = {}
         for key, payload, received_at in samples:
             sk = self._keys.get(key)
             if sk is not None and sk.kind is not None and payload is not None:
                 group = groups.get(key)
                 if group is None:
-                    groups[key] = [payload]
+                    groups[key] = ([payload], [int(received_at)])
                 else:
-                    group.append(payload)
+                    group[0].append(payload)
+                    group[1].append(int(received_at))
             else:  # control, presence, DELETE, or a key not parsed yet
                 self.handle(key, payload, received_at)
-        for key, payloads in groups.items():
-            self.handle_data(self._keys[key], key, payloads)
+        for key, (payloads, stamps) in groups.items():
+            self.handle_data(self._keys[key], key, payloads, stamps)
         self.recorder.write_buffered()
         return len(samples)
 
-    def handle_data(self, sk: StreamKey, key: str, payloads: list[bytes]) -> None:
-        """Decode data messages of one key as a batch and record them in arrival order."""
+    def handle_data(
+        self, sk: StreamKey, key: str, payloads: list[bytes], stamps: list[int] | None = None
+    ) -> None:
+        """Decode data messages of one key as a batch and record them in arrival order
+        (``stamps``: their Zenoh timestamps, ns since 1970, 0 for none)."""
         recorder = self.recorder
         assert sk.kind is not None
         batch = decode_batch(payloads, sk.kind)
+        if stamps is not None:
+            batch.with_stamps(stamps)
         if len(batch):
             self._note_incarnation(sk.node_id, int(batch.header["incarnation"][-1]))
         stream = sk.stream_id
@@ -359,7 +370,7 @@ class Pipeline:
                 self._note_control(state)
             else:
                 msg = decode(payload, sk.kind)
-                recorder.add(sk.node_id, sk.name, msg)
+                recorder.add(sk.node_id, sk.name, msg, int(received_at))  # Zenoh time
                 self._note_incarnation(sk.node_id, msg.header.incarnation)
         except ProtocolError as exc:
             stream = None if sk is None else sk.stream_id

@@ -17,3 +17,5 @@ class Frames:
     seq: npt.NDArray[np.uint64]
     incarnation: npt.NDArray[np.uint64]
     count: npt.NDArray[np.uint32]
+    #: Zenoh timestamps, ns since 1970 (0: none); None where a reader did not read them.
+    zenoh_time: npt.NDArray[np.uint64] | None = None

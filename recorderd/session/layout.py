@@ -65,6 +65,9 @@ FRAME_TIME: Final = "frame_time"  # float64, ms
 FRAME_SEQ: Final = "frame_seq"  # uint64
 FRAME_INCARNATION: Final = "frame_incarnation"  # uint64
 FRAME_COUNT: Final = "frame_count"  # uint32: spikes kept / neurons recorded / matrix rows
+#: uint64: the message's Zenoh timestamp (hybrid logical clock), ns since 1970-01-01 UTC;
+#: 0 when the sample carried none. In streams created by recorderd 0.5 and later.
+FRAME_ZENOH_TIME: Final = "frame_zenoh_time"
 # Which neurons of the layer are recorded (after subsampling), sorted uint32.
 RECORDED_NEURONS: Final = "recorded_neurons"
 # Membrane / weights data.

@@ -135,6 +135,7 @@ FRAME_DATASETS: Final = (
 def series_of(spec: StreamSpec) -> list[Series]:
     """The appendable datasets a new stream group gets, with their chunking."""
     out = [Series(name, dtype, L.FRAME_CHUNK) for name, dtype in FRAME_DATASETS]
+    out.append(Series(L.FRAME_ZENOH_TIME, L.SEQ_DTYPE, L.FRAME_CHUNK))
     if spec.kind is Kind.SPIKES:
         # No per-spike steps (format 3): they are the frames' steps, repeated by count.
         out += [

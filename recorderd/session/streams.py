@@ -164,3 +164,9 @@ class Streams:
         self._push(arrays[L.FRAME_SEQ], frames.seq)
         self._push(arrays[L.FRAME_INCARNATION], frames.incarnation)
         self._push(arrays[L.FRAME_COUNT], frames.count)
+        zenoh_time = arrays.get(L.FRAME_ZENOH_TIME)  # absent in streams of older sessions
+        if zenoh_time is not None:
+            stamps = frames.zenoh_time
+            if stamps is None:
+                stamps = np.zeros(frames.steps.size, np.uint64)
+            self._push(zenoh_time, stamps)

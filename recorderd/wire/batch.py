@@ -68,6 +68,9 @@ class Batch:
     data: npt.NDArray[Any]
     offsets: npt.NDArray[np.int64]
     rejected: list[tuple[int, Reason, str, tuple[int, int] | None]]
+    #: Per valid message, its Zenoh timestamp (ns since 1970, 0: none), if the caller has
+    #: them (:meth:`with_stamps`); the protocol itself carries none.
+    stamps: npt.NDArray[np.uint64] | None = None
 
     def __len__(self) -> int:
         return int(self.valid.size)
@@ -76,8 +79,22 @@ class Batch:
         """Valid messages ``lo`` to ``hi`` (exclusive) as a batch of their own."""
         a, b = int(self.offsets[lo]), int(self.offsets[hi])
         return Batch(
-            self.valid[lo:hi], self.header[lo:hi], self.data[a:b], self.offsets[lo : hi + 1] - a, []
+            self.valid[lo:hi],
+            self.header[lo:hi],
+            self.data[a:b],
+            self.offsets[lo : hi + 1] - a,
+            [],
+            None if self.stamps is None else self.stamps[lo:hi],
         )
+
+    def with_stamps(self, stamps: list[int]) -> Batch:
+        """This batch with the Zenoh timestamps of its input messages (one per payload)."""
+        self.stamps = np.asarray(stamps, dtype=np.uint64)[self.valid]
+        return self
+
+    def stamp(self, j: int) -> int:
+        """Valid message ``j``'s Zenoh timestamp (0: none)."""
+        return 0 if self.stamps is None else int(self.stamps[j])
 
     def message(self, j: int, kind: Kind) -> DataMessage:
         """Valid message ``j`` as :func:`recorderd.wire.decode` returns it."""

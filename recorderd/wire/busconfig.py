@@ -27,7 +27,7 @@ def zenoh_settings(
 
     ``None`` leaves the config's value (a config file's, or Zenoh's default) as it is.
     Multicast scouting is always turned off: peers are reached through explicit
-    endpoints only.
+    endpoints only. Timestamping is always on (``frame_zenoh_time``).
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -39,4 +39,7 @@ def zenoh_settings(
     if listen is not None:
         entries.append(("listen/endpoints", json.dumps(list(listen))))
     entries.append(("scouting/multicast/enabled", "false"))
+    # Every sample is stamped by the first session on its way that has a hybrid logical
+    # clock: ours all have one, so a node's samples carry its own clock's time.
+    entries.append(("timestamping/enabled", "true"))
     return entries
