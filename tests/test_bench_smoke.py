@@ -35,3 +35,32 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
     assert all(r["completed"] for r in results.values())
     assert results["recorderd"]["written"] == 600
     assert "| recorderd |" in run.stdout
+
+
+SHARDS = Path(__file__).resolve().parents[1] / "bench" / "shards.py"
+
+
+def test_shards_bench_quick(tmp_path: Path) -> None:
+    """One recorderd, two shards, two shards behind routers: every message written once."""
+    out = tmp_path / "shards.json"
+    run = subprocess.run(
+        [sys.executable, str(SHARDS), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (round_,) = result["rounds"]
+    assert set(round_) == {"one", "two", "two-routers"}
+    for name, r in round_.items():
+        assert "error" not in r, (name, r.get("error"))
+        assert r["published"] == r["expected"] == 4 * 2_000, name
+        assert r["written"] == r["published"], (name, r["recorders"])
+        assert r["spikes_written"] == r["spikes"] > 0, name
+        assert r["lost"] == 0, (name, r["recorders"])
+        assert r["exit_codes"] == [0] * len(r["recorders"]), name
+    assert set(round_["two"]["recorders"]) == {"a", "b"}
+    for shard in ("a", "b"):  # each shard wrote only its own group's half
+        assert round_["two"]["recorders"][shard]["totals"]["written"] == 2 * 2_000, shard
