@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
 import typer
-from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from recorderd import __version__
@@ -39,9 +37,16 @@ from recorderd.daemon.bus import (
     Player,
     make_config,
 )
-from recorderd.daemon.coverage_view import add_coverage, coverage_view
-from recorderd.daemon.replay import ReplayError, ReplayOptions, ReplayResult, replay
+from recorderd.daemon.coverage import add_coverage
+from recorderd.daemon.replay import ReplayError, ReplayOptions, replay
 from recorderd.daemon.settings import DEFAULT_ENDPOINT
+from recorderd.daemon.views import (
+    flush_line,
+    node_rows,
+    nodes_view,
+    play_view,
+    status_views,
+)
 from recorderd.wire import DEFAULT_PREFIX, status_query_key
 
 log = logging.getLogger("recorderctl")
@@ -183,72 +188,6 @@ def _console() -> Console:
     return console
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {s} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def _status_view(status: dict[str, Any]) -> RenderableType:
-    t = status["totals"]
-    shard = status.get("shard")
-    head = Text.assemble(
-        ("session ", "dim"),
-        (str(status["session"]), "bold"),
-        (
-            ""
-            if shard is None
-            else f"  shard {shard} ({', '.join(status.get('nodes_recorded', []))})"
-        ),
-        f"  pid {status['pid']}  up {_duration(status['uptime_s'])}  "
-        f"file {status['file_bytes'] / 1e6:.2f} MB  queued {status['intake_queued']}  "
-        f"last flush {status.get('last_flush_age_s', 0.0):.1f} s ago",
-    )
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("stream", no_wrap=True)
-    for name in ("msg/s", "spikes/s", "received", "written", "missing", "dup", "dropped"):
-        table.add_column(name, justify="right")
-    table.add_column("restarts", justify="right")
-    for key, s in status["streams"].items():
-        table.add_row(
-            key,
-            f"{s['messages_per_s']:.1f}",
-            f"{s['spikes_per_s']:.1f}",
-            str(s["received"]),
-            str(s["written"]),
-            str(s["missing"]),
-            str(s["duplicates"]),
-            str(s["dropped"]),
-            str(s["restarts"]),
-        )
-    rejected = ", ".join(f"{k}={v}" for k, v in status["rejected"].items()) or "none"
-    foot = Text(
-        f"totals: {t['spikes_written']} spikes written, {t['intake_dropped']} dropped at "
-        f"intake, rejected: {rejected}"
-    )
-    return Group(head, Text(f"  {status['session_dir']}", style="dim"), table, foot)
-
-
-def _status_views(answers: list[dict[str, Any]]) -> RenderableType:
-    if not answers:
-        return Text("no recorder answered")
-    parts: list[RenderableType] = []
-    for i, answer in enumerate(answers):
-        if i:
-            parts.append(Text(""))
-        parts.append(_status_view(answer))
-        last_of_session = i == len(answers) - 1 or answers[i + 1]["session"] != answer["session"]
-        if last_of_session and isinstance(answer.get("coverage"), dict):
-            parts.append(coverage_view(str(answer["session"]), answer["coverage"]))
-    return Group(*parts)
-
-
 def _ask_status(client: Client, key: str, timeout: float) -> list[dict[str, Any]]:
     answers = []
     for payload in client.query(key, timeout):
@@ -309,7 +248,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(answers, indent=2))
     else:
-        _console().print(_status_views(answers))
+        _console().print(status_views(answers))
     if not answers:
         raise typer.Exit(EXIT_NO_ANSWER)
 
@@ -339,7 +278,7 @@ def _watch(
                     f"{interval:g} s, Ctrl-C to stop",
                     style="dim",
                 )
-                live.update(Group(stamp, _status_views(answers)), refresh=True)
+                live.update(Group(stamp, status_views(answers)), refresh=True)
             if count is not None and done >= count:
                 break
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -348,74 +287,6 @@ def _watch(
     finally:
         if live is not None:
             live.stop()
-
-
-def _node_rows(alive: list[str], answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per node alive: what the recorders say of it, merged."""
-    rows = []
-    for node in alive:
-        row: dict[str, Any] = {
-            "node_id": node,
-            "module_type": None,
-            "incarnations": [],
-            "alive_s": None,
-            "status": None,
-            "step": None,
-            "messages_per_s": 0.0,
-            "spikes_per_s": 0.0,
-            "recorded_by": [],
-        }
-        for answer in answers:
-            info = answer.get("nodes", {}).get(node)
-            if not isinstance(info, dict):
-                continue
-            shard = answer.get("shard")
-            row["recorded_by"].append(answer["session"] + (f" ({shard})" if shard else ""))
-            for name in ("module_type", "status", "step"):
-                if info.get(name) is not None:
-                    row[name] = info[name]
-            for inc in info.get("incarnations", []):
-                if inc not in row["incarnations"]:
-                    row["incarnations"].append(inc)
-            if info.get("alive_s") is not None:
-                row["alive_s"] = max(row["alive_s"] or 0.0, float(info["alive_s"]))
-            for name in ("messages_per_s", "spikes_per_s"):  # the same node seen by each
-                row[name] = max(row[name], float(info.get(name, 0.0)))
-        rows.append(row)
-    return rows
-
-
-def _nodes_view(rows: list[dict[str, Any]]) -> RenderableType:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for name, justify in (
-        ("node", "left"),
-        ("module", "left"),
-        ("incarnation", "left"),
-        ("up", "right"),
-        ("status", "left"),
-        ("step", "right"),
-        ("msg/s", "right"),
-        ("spikes/s", "right"),
-        ("recorded by", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=name == "node")  # type: ignore[arg-type]
-    for r in rows:
-        incs = r["incarnations"]
-        shown = ", ".join(f"{i:016x}" for i in incs[-2:]) + (
-            f" (+{len(incs) - 2})" * (len(incs) > 2)
-        )
-        table.add_row(
-            r["node_id"],
-            r["module_type"] or "-",
-            shown or "-",
-            _duration(r["alive_s"]),
-            r["status"] or "-",
-            "-" if r["step"] is None else str(r["step"]),
-            f"{r['messages_per_s']:.1f}",
-            f"{r['spikes_per_s']:.1f}",
-            ", ".join(r["recorded_by"]) or "no recorder",
-        )
-    return table
 
 
 @app.command()
@@ -434,11 +305,11 @@ def nodes(
     with _bus_errors(), Client(config) as client:
         alive = client.alive(prefix, timeout)
         answers = _ask_status(client, status_query_key(prefix), timeout) if alive else []
-    rows = _node_rows(alive, answers)
+    rows = node_rows(alive, answers)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     elif rows:
-        _console().print(_nodes_view(rows))
+        _console().print(nodes_view(rows))
     else:
         typer.echo("no node alive")
     if not rows:
@@ -447,37 +318,6 @@ def nodes(
 
 def _patterns(values: list[str] | None) -> tuple[str, ...]:
     return tuple(p.strip() for v in values or [] for p in v.split(",") if p.strip())
-
-
-def _play_view(result: ReplayResult) -> RenderableType:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("stream", no_wrap=True)
-    for name in ("messages", "spikes", "skipped", "from ms", "to ms"):
-        table.add_column(name, justify="right")
-    for sid, c in sorted(result.streams.items()):
-        table.add_row(
-            sid,
-            str(c.messages),
-            str(c.spikes) if c.kind == "spikes" else "-",
-            str(c.skipped),
-            "-" if c.first_ms is None else f"{c.first_ms:g}",
-            "-" if c.last_ms is None else f"{c.last_ms:g}",
-        )
-    head = Text(
-        f"replayed session {result.session} under {result.prefix}: {result.messages} messages "
-        f"in {result.wall_s:.1f} s" + (" (interrupted)" if result.interrupted else "")
-    )
-    return Group(head, table)
-
-
-def _flush_line(result: ReplayResult, timeout: float) -> str:
-    if timeout <= 0:
-        return "flush barrier skipped (--flush-timeout 0)"
-    sessions = sorted({s for names in result.flush.values() for s in names})
-    return (
-        f"flush barrier: {result.confirmed} recorder(s) confirmed receipt for every node"
-        f" ({len(result.flush)} nodes; sessions: {', '.join(sessions) or 'none'})"
-    )
 
 
 @app.command()
@@ -577,8 +417,8 @@ def play(
         typer.echo(json.dumps(doc, indent=2))
     else:
         console = _console()
-        console.print(_play_view(result))
-        console.print(_flush_line(result, flush_timeout), highlight=False)
+        console.print(play_view(result))
+        console.print(flush_line(result, flush_timeout), highlight=False)
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if flush_timeout > 0 and result.confirmed == 0:
