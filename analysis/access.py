@@ -268,8 +268,7 @@ class SessionAccess(ClosesOnExit):
         end = -math.inf
         for kind in (L.SPIKES, L.MEMBRANE, L.WEIGHTS):
             for name in self.reader.layers(node_id, kind):
-                fr = self.reader.frames(node_id, name, kind)
-                if fr.times_ms.size:
-                    dt = float(self.reader.stream_attrs(node_id, name, kind).get(L.ATTR_DT_MS, 0))
-                    end = max(end, float(fr.times_ms.max()) + dt)
+                f = self.reader.facts(node_id, name, kind)
+                if f.t_last_ms is not None:
+                    end = max(end, f.t_last_ms + (f.dt_attr or 0.0))
         return end

@@ -26,7 +26,7 @@ from typing import Any, Final
 import numpy as np
 
 from analysis.formats import integrity, jsonable
-from analysis.reader import SessionReader, missing_messages, runs_of, span_of
+from analysis.reader import SessionReader, span_of
 from recorderd.session import layout as L
 
 #: Loss and bookkeeping counters shown per stream (from ``recording_statistics.json``).
@@ -191,40 +191,37 @@ def _state(reader: SessionReader, stop: str) -> tuple[str, str]:
 def _stream(
     reader: SessionReader, kind: str, node: str, name: str, counters: Mapping[str, Any]
 ) -> StreamInfo:
-    attrs = reader.stream_attrs(node, name, kind)
-    fr = reader.frames(node, name, kind)
-    dt_ms = float(attrs.get(L.ATTR_DT_MS, 1.0))
-    runs = runs_of(fr, dt_ms) if fr.steps.size else []
-    duration_ms = sum(r.duration_ms for r in runs)
-    recorded = None if kind == L.WEIGHTS else reader.recorded_count(node, name, kind)
+    f = reader.facts(node, name, kind)
+    duration_ms = f.duration_ms
+    recorded = None if kind == L.WEIGHTS else f.recorded
     spikes = rate = None
     if kind == L.SPIKES:
-        spikes = reader.spike_rows(node, name)
+        spikes = f.spike_rows
         if recorded and duration_ms > 0:
             rate = spikes / (recorded * duration_ms / 1000.0)
-    t0, t1 = span_of(runs) if runs else (None, None)
+    t0, t1 = span_of(f.runs) if f.runs else (None, None)
     key = f"{node}/{kind}/{name}"
     return StreamInfo(
         key=key,
         kind=kind,
         node_id=node,
         name=name,
-        shape=[int(x) for x in np.atleast_1d(attrs.get(L.ATTR_LAYER_SIZE, 0))],
+        shape=list(f.shape),
         recorded_neurons=recorded,
-        subsample_rate=float(attrs.get(L.ATTR_SUBSAMPLE_RATE, 1.0)),
-        dt_ms=dt_ms,
-        messages=int(fr.steps.size),
+        subsample_rate=f.subsample_rate,
+        dt_ms=f.dt_ms,
+        messages=f.frames,
         spikes=spikes,
         rate_hz=rate,
         t_start_ms=t0,
         t_stop_ms=t1,
         duration_s=duration_ms / 1000.0,
-        incarnations=len(runs),
-        missing_in_file=missing_messages(fr) if fr.steps.size else 0,
+        incarnations=len(f.runs),
+        missing_in_file=f.missing,
         counters={c: int(counters[c]) for c in (*LOSS_COUNTERS, "received", "written")}
         if counters
         else {},
-        sorting=reader.sorting(node, name) if kind == L.SPIKES else None,
+        sorting=f.sorting,
     )
 
 
@@ -254,16 +251,20 @@ def _info(r: SessionReader) -> SessionInfo:
     per_stream, rejected, n_stat_runs = integrity(stats)
     runs_docs = [*stats.get("previous_runs", []), stats] if stats else []
     config = meta.get(L.ATTR_RECORDER_CONFIG) or {}
+    node_ids = r.nodes()
     streams = [
         _stream(r, kind, node, name, per_stream.get(f"{node}/{kind}/{name}", {}))
-        for node in r.nodes()
+        for node in node_ids
         for kind in (L.SPIKES, L.MEMBRANE, L.WEIGHTS)
         for name in r.layers(node, kind)
     ]
+    by_node: dict[str, list[StreamInfo]] = {}
+    for s in streams:
+        by_node.setdefault(s.node_id, []).append(s)
     nodes = []
-    for node in r.nodes():
+    for node in node_ids:
         attrs = r.node_info(node)
-        mine = [s for s in streams if s.node_id == node]
+        mine = by_node.get(node, [])
         control = per_stream.get(f"{node}/control")
         listed = len(np.atleast_1d(attrs.get(L.ATTR_INCARNATIONS, [])))
         incarnations = int(attrs.get(L.ATTR_INCARNATIONS_TOTAL, listed))

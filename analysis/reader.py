@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from analysis.facts import StreamFacts, gather
 from analysis.paths import session_dir as folder_of
 from analysis.records import (
     AnalysisError,
@@ -107,6 +108,7 @@ class SessionReader(ClosesOnExit):
         self._layers: dict[str, dict[str, list[str]]] = {}  # kind -> node -> layers
         self._frames: dict[tuple[str, str, str], Frames] = {}  # the last few streams'
         self._extents: dict[tuple[str, str], tuple[int, int]] = {}
+        self._facts: dict[tuple[str, str, str], StreamFacts] = {}
 
     @property
     def state(self) -> SessionState:
@@ -156,13 +158,31 @@ class SessionReader(ClosesOnExit):
         """Attributes of a stream group (layer size, dt, subsample rate, ...)."""
         return dict(self._stream(kind, node_id, layer).attrs)
 
+    def stream_attr(
+        self, node_id: str, layer: str, kind: StreamKind, name: str, default: Any = None
+    ) -> Any:
+        """One attribute of a stream group (``default`` if absent): reads only that one."""
+        return self._stream(kind, node_id, layer).attr(name, default)
+
+    def facts(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> StreamFacts:
+        """A stream's attributes and frame-index figures, read once per reader
+        (:class:`analysis.facts.StreamFacts`)."""
+        key = (group_of(kind), node_id, layer)
+        found = self._facts.get(key)
+        if found is None:
+            found = self._facts[key] = gather(self, *key)
+        return found
+
     def layer_size(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> int:
         """Neurons in the layer (weights: matrix rows)."""
-        return int(np.atleast_1d(self.stream_attrs(node_id, layer, kind)[L.ATTR_LAYER_SIZE])[0])
+        size = self.stream_attr(node_id, layer, kind, L.ATTR_LAYER_SIZE)
+        if size is None:
+            raise KeyError(f"{L.ATTR_LAYER_SIZE!r} of {node_id}/{layer}")
+        return int(np.atleast_1d(size)[0])
 
     def dt_ms(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> float:
         """Step length of the stream's first message (ms)."""
-        return float(self.stream_attrs(node_id, layer, kind).get(L.ATTR_DT_MS, 1.0))
+        return float(self.stream_attr(node_id, layer, kind, L.ATTR_DT_MS, 1.0))
 
     def recorded_neurons(
         self, node_id: str, layer: str, kind: StreamKind = L.SPIKES
@@ -193,7 +213,16 @@ class SessionReader(ClosesOnExit):
     def storage_bytes(self, kind: StreamKind = L.SPIKES) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the file."""
         kind = group_of(kind)
+        known = [
+            self._facts.get((kind, *L.split_population(p))) for p in self._file.populations(kind)
+        ]
+        if all(f is not None for f in known):  # every stream's own sum is at hand
+            return sum(f.storage_bytes for f in known if f is not None)
         return self._file.storage_bytes(kind)
+
+    def stream_storage_bytes(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> int:
+        """Bytes one stream's datasets take in the file."""
+        return self._stream(kind, node_id, layer).storage_bytes()
 
     # -- rows ------------------------------------------------------------------------
 
@@ -342,13 +371,20 @@ class SessionReader(ClosesOnExit):
         if frames is not None:
             return frames
         g = self._stream(kind, node_id, layer)
-        data_rows = (
-            self._spike_extent(node_id, layer)[0] if kind == L.SPIKES else g.dataset(L.DATA).rows
-        )
-        if kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] == (0,):
-            data_rows = frame_rows(g)  # no neuron recorded: the frames alone
-        n = min(frame_rows(g), data_rows)
+        n = frame_rows(g)
+        if (kind == L.MEMBRANE and g.dataset(L.DATA).shape[1:] != (0,)) or kind == L.WEIGHTS:
+            n = min(n, g.dataset(L.DATA).rows)
         frames = Frames(*(g.dataset(name).read(0, n) for name in FRAME_NAMES))
+        if kind == L.SPIKES:  # the frames whose spike rows are all written
+            extent = self._extents.get((node_id, layer))
+            if extent is None:
+                extent = self._extents[(node_id, layer)] = spike_extent(g, frames.count)
+            k = extent[0]
+            if k < n:
+                f = frames
+                frames = Frames(
+                    f.steps[:k], f.times_ms[:k], f.seq[:k], f.incarnation[:k], f.count[:k]
+                )
         if len(self._frames) >= _FRAMES_KEPT:
             del self._frames[next(iter(self._frames))]
         self._frames[key] = frames

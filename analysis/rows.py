@@ -30,11 +30,16 @@ def frame_rows(g: StreamView) -> int:
     return min(g.dataset(name).rows for name in FRAME_NAMES)
 
 
-def spike_extent(g: StreamView) -> tuple[int, int]:
-    """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written."""
+def spike_extent(g: StreamView, counts: npt.NDArray[np.uint32] | None = None) -> tuple[int, int]:
+    """Usable ``(frames, spike rows)`` of a population: frames whose rows are all written.
+
+    ``counts``: the ``frame_count`` rows of :func:`frame_rows`, if already read.
+    """
     names = (L.TIMESTAMPS, L.NODE_IDS, L.STEPS) if L.STEPS in g else (L.TIMESTAMPS, L.NODE_IDS)
     rows = min(g.dataset(name).rows for name in names)
-    ends = np.cumsum(g.dataset(L.FRAME_COUNT).read(0, frame_rows(g)), dtype=np.int64)
+    if counts is None:
+        counts = g.dataset(L.FRAME_COUNT).read(0, frame_rows(g))
+    ends = np.cumsum(counts, dtype=np.int64)
     n = int(np.searchsorted(ends, rows, side="right"))
     return n, int(ends[n - 1]) if n else 0
 

@@ -26,13 +26,9 @@ from analysis.reader import (
     DEFAULT_CHUNK_ROWS,
     Run,
     SessionReader,
-    missing_messages,
-    runs_of,
-    span_of,
 )
 from analysis.sample import SampleAccumulator, SampleCounts
 from analysis.weights import weight_image, weight_norms
-from recorderd.session import layout as L
 
 __all__ = [
     "DENSITY_THRESHOLD",
@@ -219,14 +215,8 @@ SPARSE_NEURONS: Final = 1 << 20
 
 def population_info(reader: SessionReader, node_id: str, layer: str) -> PopulationInfo:
     """Attributes and frame index of a spike population (and, if sparse, its active ids)."""
-    attrs = reader.stream_attrs(node_id, layer)
-    fr = reader.frames(node_id, layer)
-    dt = float(attrs.get(L.ATTR_DT_MS, 1.0))
-    missing = missing_messages(fr)
-    runs = runs_of(fr, dt)
-    empty = fr.steps.size == 0
-    n_neurons = reader.recorded_count(node_id, layer)
-    sparse = n_neurons > SPARSE_NEURONS
+    f = reader.facts(node_id, layer)
+    sparse = f.recorded > SPARSE_NEURONS
     if sparse:  # the neurons that spiked: one pass over the neuron ids only
         neurons = np.zeros(0, np.uint32)
         for chunk in reader.iter_spike_chunks(node_id, layer, with_steps=False):
@@ -236,21 +226,21 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
     return PopulationInfo(
         node_id=node_id,
         layer=layer,
-        layer_size=int(np.atleast_1d(attrs.get(L.ATTR_LAYER_SIZE, 0))[0]),
-        dt_ms=dt,
-        subsample_rate=float(attrs.get(L.ATTR_SUBSAMPLE_RATE, 1.0)),
-        sorting=reader.sorting(node_id, layer),
+        layer_size=f.layer_size,
+        dt_ms=f.dt_ms,
+        subsample_rate=f.subsample_rate,
+        sorting=f.sorting or "none",
         neurons=neurons,
-        n_neurons=n_neurons,
+        n_neurons=f.recorded,
         sparse=sparse,
-        n_frames=int(fr.steps.size),
-        total_spikes=int(fr.count.sum(dtype=np.int64)),
-        first_step=None if empty else int(fr.steps.min()),
-        last_step=None if empty else int(fr.steps.max()),
-        t_start_ms=None if empty else float(fr.times_ms.min()),
-        t_stop_ms=None if empty else span_of(runs)[1],
-        missing_messages=missing,
-        runs=tuple(runs),
+        n_frames=f.frames,
+        total_spikes=f.total_count,
+        first_step=f.first_step,
+        last_step=f.last_step,
+        t_start_ms=f.t_first_ms,
+        t_stop_ms=f.t_stop_ms,
+        missing_messages=f.missing,
+        runs=f.runs,
     )
 
 

@@ -11,8 +11,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from analysis.formats import integrity as integrity
 from analysis.formats import jsonable as jsonable
 from recorderd.session import layout as L
@@ -40,17 +38,16 @@ def build_summary(
             layers[layer] = layer_entry(scan)
         membrane = {}
         for layer in r.layers(node, L.MEMBRANE):
-            fr = r.frames(node, layer, L.MEMBRANE)
-            attrs = r.stream_attrs(node, layer, L.MEMBRANE)
+            f = r.facts(node, layer, L.MEMBRANE)
             membrane[layer] = {
-                "frames": int(fr.steps.size),
-                "neurons_recorded": int(r.recorded_neurons(node, layer, L.MEMBRANE).size),
-                "layer_size": int(np.atleast_1d(attrs.get(L.ATTR_LAYER_SIZE, 0))[0]),
+                "frames": f.frames,
+                "neurons_recorded": f.recorded,
+                "layer_size": f.layer_size,
             }
         weights = {
             name: {
-                "snapshots": int(r.frames(node, name, L.WEIGHTS).steps.size),
-                "shape": [int(x) for x in r.stream_attrs(node, name, L.WEIGHTS)[L.ATTR_LAYER_SIZE]],
+                "snapshots": r.facts(node, name, L.WEIGHTS).frames,
+                "shape": list(r.facts(node, name, L.WEIGHTS).shape),
             }
             for name in r.layers(node, L.WEIGHTS)
         }
