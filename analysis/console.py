@@ -15,7 +15,10 @@ from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from rich import box
-from rich.console import Console, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +29,8 @@ from recorderd.session import layout as L
 if TYPE_CHECKING:
     from analysis.info import SessionInfo
 
+#: Tables of more rows than this are laid out as plain text (:class:`PlainTable`).
+PLAIN_ROWS: Final = 200
 #: Width bounds of text written to pipes and files.
 MIN_WIDTH: Final = 80
 MAX_WIDTH: Final = 400
@@ -53,7 +58,7 @@ def print_renderables(renderables: Sequence[RenderableType], file: IO[str] | Non
         return
     console = Console(file=out, markup=False, highlight=False, soft_wrap=False)
     for r in renderables:
-        console.print(r)
+        console.print(r, crop=not isinstance(r, PlainTable))  # long plain rows: not cut
 
 
 def to_text(renderables: Sequence[RenderableType]) -> str:
@@ -68,7 +73,7 @@ def to_text(renderables: Sequence[RenderableType]) -> str:
         soft_wrap=False,
     )
     for r in renderables:
-        console.print(r)
+        console.print(r, crop=not isinstance(r, PlainTable))
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
@@ -79,11 +84,15 @@ def table(
     title: str | None = None,
     min_widths: dict[str, int] | None = None,
     no_wrap: set[str] | None = None,
-) -> Table:
+) -> Table | PlainTable:
     """A table; ``columns`` are names (left aligned) or ``(name, "right")``.
 
     Cells fold when the table is wider than the console, except in ``no_wrap`` columns.
+    Above :data:`PLAIN_ROWS` rows it is a :class:`PlainTable` (the same text, no folding).
     """
+    rows = list(rows)
+    if len(rows) > PLAIN_ROWS:
+        return PlainTable(columns, rows, title=title, min_widths=min_widths)
     t = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
     )
@@ -99,6 +108,47 @@ def table(
     for row in rows:
         t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
     return t
+
+
+class PlainTable:
+    """A table laid out as rich lays out :func:`table`'s (columns 3 spaces apart, a rule
+    under the header), in one pass over the rows: rich's layout costs about 1 ms per row
+    (5 s for 5,000 streams), this a few microseconds. Its cells never fold: on a narrow
+    terminal its lines wrap. No colours."""
+
+    def __init__(
+        self,
+        columns: Sequence[str | tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        title: str | None = None,
+        min_widths: dict[str, int] | None = None,
+    ) -> None:
+        names = [c if isinstance(c, str) else c[0] for c in columns]
+        right = [not isinstance(c, str) and c[1] == "right" for c in columns]
+        cells = [[str(c) for c in row] for row in rows]  # Text: its plain string
+        widths = [max(cell_len(h), (min_widths or {}).get(h) or 0) for h in names]
+        for row in cells:
+            widths = [max(w, cell_len(c)) for w, c in zip(widths, row, strict=True)]
+
+        def line(row: Sequence[str]) -> str:
+            padded = (
+                " " * (w - cell_len(c)) + c if r else c + " " * (w - cell_len(c))
+                for c, w, r in zip(row, widths, right, strict=True)
+            )
+            return "   ".join(padded)
+
+        self.width = sum(widths) + 3 * (len(widths) - 1)
+        head = [title] if title else []
+        self.lines = [*head, line(names), "─" * self.width, *(line(r) for r in cells)]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for text in self.lines:
+            yield Segment(text)
+            yield Segment.line()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
 
 
 def key_values(pairs: Iterable[tuple[str, str | Text]]) -> Table:
