@@ -42,7 +42,7 @@ class SessionAccess(ClosesOnExit):
         self.session_dir = self.reader.path
         self.chunk_rows = chunk_rows
         self._closed = False
-        self._states_cache: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
+        self._states_cache: tuple[tuple[tuple[int, int], ...], list[dict[str, Any]]] | None = None
 
     def close(self) -> None:
         """Close the session file (idempotent)."""
@@ -62,12 +62,16 @@ class SessionAccess(ClosesOnExit):
 
     def load_control_states(self) -> list[dict[str, Any]]:
         """Every recorded control state, in arrival order (a torn last line is skipped)."""
-        path = self.session_dir / L.CONTROL_FILE
-        try:
-            st = path.stat()
-            key = (st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
+        key_parts = []
+        for shard in self.reader.shards:  # every recorder's control log (shards: several)
+            try:
+                st = L.SessionFiles(self.session_dir, shard).control.stat()
+            except FileNotFoundError:
+                continue
+            key_parts.append((st.st_size, st.st_mtime_ns))
+        if not key_parts:
             return []
+        key = tuple(key_parts)
         # A live session's file grows: reuse the parse only while it is unchanged.
         if self._states_cache is None or self._states_cache[0] != key:
             self._states_cache = (key, self.reader.control_states())

@@ -214,6 +214,20 @@ def info_renderables(info: SessionInfo) -> list[RenderableType]:
                 f"{fmt_bytes(info.spike_bytes)} = {bps}",
             ),
             ("Subsampling", sub),
+            *(
+                [
+                    (
+                        "Shards",
+                        "; ".join(
+                            f"{s['shard'] or '(unsharded)'} ({', '.join(s['nodes'])}): "
+                            f"{s['file']} {fmt_bytes(s['bytes'])}"
+                            for s in info.shards
+                        ),
+                    )
+                ]
+                if info.shards
+                else []
+            ),
             (
                 "Totals",
                 f"{t['spikes']:,} spikes in {t['messages']:,} data messages, "

@@ -16,6 +16,7 @@ Jupyter (``_repr_html_``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -123,6 +124,9 @@ class SessionInfo:
     """``complete`` or what was lost, e.g. ``12 messages missing, 3 rejected``."""
     nodes: list[NodeInfo]
     streams: list[StreamInfo]
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    """A sharded session's data files: ``{"shard", "nodes", "file", "bytes"}`` each
+    (``docs/deployment.md``); empty for a session recorded by one recorder."""
 
     @property
     def complete(self) -> bool:
@@ -319,7 +323,19 @@ def _info(r: SessionReader) -> SessionInfo:
         else [],
         "dt_ms": sorted({n.dt_ms for n in nodes if n.dt_ms is not None}),
     }
-    data_file = r.path / L.DATA_FILE
+    data_files = r.data_files()
+    shards = []
+    if r.shards != [None]:
+        patterns = json.loads(str(meta.get(L.ATTR_SHARD_NODES, "{}")))
+        shards = [
+            {
+                "shard": shard,
+                "nodes": patterns.get(str(shard), ["*"]),
+                "file": path.name,
+                "bytes": path.stat().st_size,
+            }
+            for shard, path in zip(r.shards, data_files, strict=True)
+        ]
     return SessionInfo(
         session=str(meta.get(L.ATTR_SESSION) or r.path.name),
         path=str(r.path.resolve()),
@@ -338,7 +354,7 @@ def _info(r: SessionReader) -> SessionInfo:
         analysis_version=package_version(),
         compression=compression_text(config),
         settings=settings,
-        file_bytes=data_file.stat().st_size,
+        file_bytes=sum(p.stat().st_size for p in data_files),
         spike_bytes=spike_bytes,
         bytes_per_spike=spike_bytes / totals["spikes"] if totals["spikes"] else None,
         totals=totals,
@@ -346,4 +362,5 @@ def _info(r: SessionReader) -> SessionInfo:
         integrity=integrity_text(totals),
         nodes=nodes,
         streams=streams,
+        shards=shards,
     )

@@ -27,14 +27,14 @@ def session_dir(path: str | Path) -> Path:
     is returned unchanged (whether it is a session is checked when it is opened).
     """
     p = Path(path)
-    if p.name == L.DATA_FILE and not p.is_dir():
+    if L.SessionFiles.of_data_file(p) is not None and not p.is_dir():  # a shard's too
         return p.parent
     return p
 
 
 def _sessions_in(folder: Path) -> list[Path]:
     try:
-        return sorted(d for d in folder.iterdir() if (d / L.DATA_FILE).is_file())
+        return sorted(d for d in folder.iterdir() if d.is_dir() and L.session_file_sets(d))
     except OSError:
         return []
 

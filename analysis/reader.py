@@ -39,13 +39,14 @@ from analysis.rows import (
 )
 from recorderd.session import layout as L
 from recorderd.session.closing import ClosesOnExit
-from recorderd.session.controllog import read_records
+from recorderd.session.controllog import session_records
 from recorderd.session.frames import Frames
 from recorderd.session.reader import (
     KINDS,
     SessionFile,
     SessionFileError,
     StreamView,
+    merged_statistics,
 )
 from recorderd.session.recovery import SessionState
 from recorderd.session.schema import group_of
@@ -90,7 +91,7 @@ class SessionReader(ClosesOnExit):
 
     def __init__(self, session_dir: str | Path, *, recover: bool = True) -> None:
         self.path = folder_of(session_dir)  # the folder, or its simulation_data.h5
-        if not (self.path / L.DATA_FILE).is_file():
+        if not L.session_file_sets(self.path):  # simulation_data.h5 or a shard's file
             raise NotASessionError(self.path)
         try:
             self._file = SessionFile(self.path, recover=recover)
@@ -450,22 +451,39 @@ class SessionReader(ClosesOnExit):
         for lo in range(0, rows, step):
             yield lo, np.asarray(data.read_part(index % n, lo, lo + step), dtype=np.float32)
 
+    @property
+    def shards(self) -> list[str | None]:
+        """The shards whose files the session holds (``[None]``: an unsharded session)."""
+        return self._file.shards
+
+    def data_files(self) -> list[Path]:
+        """The session's data files: ``simulation_data.h5`` and/or each shard's."""
+        return self._file.data_paths()
+
+    def _records(self) -> list[dict[str, Any]]:
+        """Every record of the control logs; a sharded session's by time received."""
+        return session_records(self.path)
+
     def control_states(self) -> list[dict[str, Any]]:
         """The control-state records of ``control_states.jsonl`` (not the presence events)."""
-        return [r for r in read_records(self.path / L.CONTROL_FILE) if L.CONTROL_EVENT not in r]
+        return [r for r in self._records() if L.CONTROL_EVENT not in r]
 
     def presence_events(self) -> list[dict[str, Any]]:
         """Nodes' joins and leaves (``{"event": "join"|"leave", "node_id", "received_at"}``)."""
-        return [r for r in read_records(self.path / L.CONTROL_FILE) if L.CONTROL_EVENT in r]
+        return [r for r in self._records() if L.CONTROL_EVENT in r]
 
     def statistics(self) -> dict[str, Any]:
-        """``recording_statistics.json``, or the copy inside the HDF5 file."""
-        path = self.path / L.STATISTICS_FILE
-        if path.exists():
-            parsed: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return parsed
-        stats = self.metadata().get(L.ATTR_STATISTICS, {})
-        return dict(stats)
+        """``recording_statistics.json``, or the copy inside the HDF5 file; for a sharded
+        session the shards' documents merged (counters summed, ``shards``: each one)."""
+        documents: dict[str | None, dict[str, Any]] = {}
+        for f in self._file.files:
+            path = f.files.statistics
+            if path.exists():
+                documents[f.files.shard] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                text = f.metadata_attrs().get(L.ATTR_STATISTICS)
+                documents[f.files.shard] = json.loads(text) if text else {}
+        return merged_statistics(documents)
 
     def format_version(self) -> int:
         """The session's ``format_version``."""

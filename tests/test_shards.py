@@ -19,6 +19,8 @@ import h5py
 import numpy as np
 import pytest
 
+from analysis.export import export_sonata
+from analysis.reader import SessionReader
 from recorderd.session import layout as L
 from recorderd.wire import check_node_pattern, node_chunk, node_matches
 from recorderd.wire.shards import ShardClaim, coverage
@@ -234,6 +236,59 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
         )
     }
     assert not L.SessionFiles(session).data.exists()  # no unsharded file
+
+    # The analysis reads the shards as one session: every node, every stream, the totals.
+    spikes_published = {
+        k.removeprefix("brain/"): s["spikes"]
+        for summ in summaries.values()
+        for k, s in summ["streams"].items()
+        if s["kind"] == "spikes"
+    }
+    with SessionReader(session) as r:
+        assert r.shards == ["a", "b"]
+        assert r.nodes() == sorted(n for n, *_ in plan)
+        for key, spikes in spikes_published.items():
+            node_id, _, layer = key.split("/")
+            assert r.spikes(node_id, layer).neuron_ids.size == spikes, key
+        assert r.statistics()["totals"]["spikes_written"] == sum(spikes_published.values())
+        assert {c["node_id"] for c in r.control_states()} == {n for n, *_ in plan}
+    out = subprocess.run(
+        [sys.executable, "-m", "analysis", "info", str(session), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["totals"]["spikes"] == sum(spikes_published.values())
+    assert [s["shard"] for s in info["shards"]] == ["a", "b"]
+    counts = export_sonata(session, tmp_path / "spikes.h5")
+    assert sum(counts.values()) == sum(spikes_published.values())
+    # and replays as one session: every stream, into one recorder
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    again = ["--session", "again", "--recording-dir", str(tmp_path / "rec"), "--listen", endpoint]
+    with recorderd(tmp_path, *again, name="again") as rec:
+        play = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "recorderd.daemon.ctl",
+                "play",
+                str(session),
+                "--connect",
+                endpoint,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert play.returncode == 0, play.stderr
+        assert stop(rec) == 0
+    with SessionReader(tmp_path / "rec" / "again") as r:
+        for key, spikes in spikes_published.items():
+            node_id, _, layer = key.split("/")
+            assert r.spikes(node_id, layer).neuron_ids.size == spikes, key
 
 
 def test_recorderctl_reports_uncovered_and_overlapping_nodes(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from recorderd.daemon.bus import Player, Publication
 from recorderd.session import layout as L
-from recorderd.session.controllog import read_records
+from recorderd.session.controllog import session_records
 from recorderd.session.reader import SessionFile, SessionFileError, StreamView
 from recorderd.wire import (
     CONTROL_WORD,
@@ -196,7 +196,7 @@ class SessionSource:
     """A recorded session read for replay: its streams and control states, filtered."""
 
     def __init__(self, session_dir: Path, opts: ReplayOptions) -> None:
-        if not (session_dir / L.DATA_FILE).is_file():
+        if not L.session_file_sets(session_dir):
             raise ReplayError(f"{session_dir} is not a recorded session (no {L.DATA_FILE})")
         try:
             self.file = SessionFile(session_dir, recover=False)
@@ -274,7 +274,7 @@ class SessionSource:
     def _control_states(self) -> list[ControlState]:
         states = []
         skipped = 0
-        for record in read_records(self.dir / L.CONTROL_FILE):
+        for record in session_records(self.dir):  # every shard's, merged in time
             if L.CONTROL_EVENT in record:  # a node's join or leave: the tokens replay those
                 continue
             record.pop("received_at", None)
