@@ -391,6 +391,19 @@ class SessionReader(ClosesOnExit):
         self._frames[key] = frames
         return frames
 
+    def zenoh_times(
+        self, node_id: str, layer: str, kind: StreamKind = L.SPIKES
+    ) -> npt.NDArray[np.uint64] | None:
+        """Each message's Zenoh timestamp (``frame_zenoh_time``: the publisher's hybrid
+        logical clock, ns since 1970 UTC, 0 where none), row for row with
+        :meth:`frames`; None for a stream recorded before the recorder stored them."""
+        g = self._stream(group_of(kind), node_id, layer)
+        if L.FRAME_ZENOH_TIME not in g:
+            return None
+        n = self.frames(node_id, layer, kind).steps.size
+        stamps: npt.NDArray[np.uint64] = g.dataset(L.FRAME_ZENOH_TIME).read(0, n)
+        return stamps
+
     def membrane(
         self, node_id: str, layer: str
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,21 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 @contextmanager
 def recorderd(
-    tmp_path: Path, *args: str, name: str = "recorderd", env: dict[str, str] | None = None
+    tmp_path: Path,
+    *args: str,
+    name: str = "recorderd",
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails.
 
-    ``env``: variables added to this process's environment for it.
+    ``env``: variables added to this process's environment for it. ``wrap``: a command
+    that execs the rest (``ip netns exec NS``), so that the pid stays the recorder's.
     """
     log = tmp_path / f"{name}.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "recorderd", *args],
+            [*wrap, sys.executable, "-m", "recorderd", *args],
             stderr=fh,
             env=None if env is None else {**os.environ, **env},
         )
@@ -53,15 +58,28 @@ def recorderd(
 
 @contextmanager
 def router(
-    tmp_path: Path, listen: str, *connect: str, name: str = "router"
+    tmp_path: Path,
+    listen: str,
+    *connect: str,
+    name: str = "router",
+    wrap: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``recorderd-router`` (Zenoh's router) on ``listen``, connected to ``connect``."""
+    """Start ``recorderd-router`` (Zenoh's router) on ``listen`` (several: comma-separated),
+    connected to ``connect``."""
     log = tmp_path / f"{name}.log"
-    args = ["--listen", listen, *(a for c in connect for a in ("--connect", c))]
+    listens = [a for e in listen.split(",") for a in ("--listen", e)]
+    args = [*listens, *(a for c in connect for a in ("--connect", c)), *extra]
     start = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from recorderd.daemon.router import main; main()", *args],
+            [
+                *wrap,
+                sys.executable,
+                "-c",
+                "from recorderd.daemon.router import main; main()",
+                *args,
+            ],
             stderr=fh,
         )
     try:
@@ -83,9 +101,9 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float
     return proc.wait(timeout=timeout)
 
 
-def brain_node(*args: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m brain_nodes ARGS``."""
-    return subprocess.Popen([sys.executable, "-m", "brain_nodes", *args])
+def brain_node(*args: str, wrap: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start ``python -m brain_nodes ARGS`` (``wrap``: as for :func:`recorderd`)."""
+    return subprocess.Popen([*wrap, sys.executable, "-m", "brain_nodes", *args])
 
 
 def statistics(session_dir: Path) -> dict[str, Any]:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,9 @@ def shard_statistics(session: Path, shard: str | None) -> dict[str, Any]:
     return doc
 
 
-def node(node_id: str, module: str, endpoint: str, tmp_path: Path, *extra: str) -> Any:
+def node(
+    node_id: str, module: str, endpoint: str, tmp_path: Path, *extra: str, wrap: Any = ()
+) -> Any:
     return brain_node(
         "--node-id",
         node_id,
@@ -51,6 +57,7 @@ def node(node_id: str, module: str, endpoint: str, tmp_path: Path, *extra: str) 
         "--summary-json",
         str(tmp_path / f"{node_id}.json"),
         *extra,
+        wrap=wrap,
     )
 
 
@@ -163,23 +170,41 @@ def test_nodes_without_a_shard_is_a_usage_error(tmp_path: Path) -> None:
 # -- two hosts, two shards ---------------------------------------------------------------
 
 
-def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: Path) -> None:
-    r1, r2 = (f"tcp/127.0.0.1:{free_port()}" for _ in range(2))
+@dataclass(frozen=True)
+class Hosts:
+    """Two "hosts": each a router (listen endpoints, comma-separated) that its clients
+    reach at ``client``; the second router connects to ``link`` (the first's)."""
+
+    listen: tuple[str, str]
+    client: tuple[str, str]
+    link: str
+    wrap: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+
+
+def record_two_shards(tmp_path: Path, hosts: Hosts) -> tuple[Path, dict[str, Any]]:
+    """Shard a (pfc-*, lang-*) on host 1, shard b (visual-*) on host 2; pfc-0 and
+    lang-main-0 on host 2 and visual-0 on host 1, so every sample crosses both routers.
+    Returns the session and the nodes' summaries, after checking each shard's counts
+    and that every spike stream is in exactly one shard's file."""
     session = tmp_path / "rec" / "s"
-    plan = [  # node, module, the router it is attached to, the shard that owns it
-        ("pfc-0", "pfc", r2, "a"),
-        ("lang-main-0", "lang-main", r2, "a"),
-        ("visual-0", "visual", r1, "b"),
+    plan = [  # node, module, the host it runs on, the shard that owns it
+        ("pfc-0", "pfc", 1, "a"),
+        ("lang-main-0", "lang-main", 1, "a"),
+        ("visual-0", "visual", 0, "b"),
     ]
+    w1, w2 = hosts.wrap
+    c1, c2 = hosts.client
     started_ns = time.time_ns()
     with (
-        router(tmp_path, r1, name="router1"),
-        router(tmp_path, r2, r1, name="router2"),
-        recorderd(tmp_path, *shard_args(tmp_path, r1, "a", "pfc-*,lang-*"), name="a") as a,
-        recorderd(tmp_path, *shard_args(tmp_path, r2, "b", "visual-*"), name="b") as b,
+        router(tmp_path, hosts.listen[0], name="router1", wrap=w1),
+        router(tmp_path, hosts.listen[1], hosts.link, name="router2", wrap=w2),
+        recorderd(tmp_path, *shard_args(tmp_path, c1, "a", "pfc-*,lang-*"), name="a", wrap=w1) as a,
+        recorderd(tmp_path, *shard_args(tmp_path, c2, "b", "visual-*"), name="b", wrap=w2) as b,
     ):
         run = ["--steps", str(STEPS), "--speed", "0", "--wait-subscribers", "20"]
-        procs = [node(n, m, r, tmp_path, *run) for n, m, r, _ in plan]
+        procs = [
+            node(n, m, hosts.client[h], tmp_path, *run, wrap=hosts.wrap[h]) for n, m, h, _ in plan
+        ]
         assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
         summaries = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n, *_ in plan}
         published: dict[str, dict[str, dict[str, int]]] = {"a": {}, "b": {}}
@@ -237,6 +262,13 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
     }
     assert not L.SessionFiles(session).data.exists()  # no unsharded file
 
+    return session, summaries
+
+
+def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: Path) -> None:
+    r1, r2 = (f"tcp/127.0.0.1:{free_port()}" for _ in range(2))
+    session, summaries = record_two_shards(tmp_path, Hosts((r1, r2), (r1, r2), r1))
+
     # The analysis reads the shards as one session: every node, every stream, the totals.
     spikes_published = {
         k.removeprefix("brain/"): s["spikes"]
@@ -246,12 +278,14 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
     }
     with SessionReader(session) as r:
         assert r.shards == ["a", "b"]
-        assert r.nodes() == sorted(n for n, *_ in plan)
+        assert r.nodes() == sorted(summaries)
         for key, spikes in spikes_published.items():
             node_id, _, layer = key.split("/")
             assert r.spikes(node_id, layer).neuron_ids.size == spikes, key
         assert r.statistics()["totals"]["spikes_written"] == sum(spikes_published.values())
-        assert {c["node_id"] for c in r.control_states()} == {n for n, *_ in plan}
+        assert {c["node_id"] for c in r.control_states()} == set(summaries)
+        stamps = r.zenoh_times("pfc-0", "output")
+        assert stamps is not None and stamps.size == STEPS and (stamps > 0).all()
     out = subprocess.run(
         [sys.executable, "-m", "analysis", "info", str(session), "--json"],
         capture_output=True,
@@ -386,3 +420,100 @@ def test_a_router_restarted_mid_run_loses_only_what_the_gaps_count(tmp_path: Pat
             lost += st["missing"]
             print(f"{key}: published {messages}, written {st['written']}, missing {st['missing']}")
     assert lost > 0  # the router really was gone for a while
+
+
+def test_the_shipped_router_and_client_configs_route_a_node_to_a_recorder(
+    tmp_path: Path,
+) -> None:
+    config = Path(__file__).resolve().parents[1] / "config"
+    client = ["--zenoh-config", str(config / "zenoh-client.json5")]
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    rec_args = [*client, "--connect", endpoint, "--session", "s"]
+    rec_args += ["--recording-dir", str(tmp_path), "--flush-interval", "0.2"]
+    with (
+        router(tmp_path, endpoint, extra=["--zenoh-config", str(config / "zenoh-router.json5")]),
+        recorderd(tmp_path, *rec_args) as rec,
+    ):
+        # the file's mode and (empty) listen endpoints, not recorderd's peer defaults
+        assert "(client, listen [], connect" in (tmp_path / "recorderd.log").read_text()
+        run = ["--steps", "200", "--speed", "0", "--wait-subscribers", "20"]
+        summary = tmp_path / "pfc-1.json"
+        node_run = brain_node(
+            *client,
+            "--connect",
+            endpoint,
+            "--node-id",
+            "pfc-1",
+            "--module-type",
+            "pfc",
+            "--summary-json",
+            str(summary),
+            *run,
+        )
+        assert node_run.wait(timeout=120) == 0
+        streams = json.loads(summary.read_text())["streams"]
+        published = sum(s["spikes"] for s in streams.values() if s["kind"] == "spikes")
+        wait_for(
+            lambda: (
+                shard_statistics(tmp_path / "s", None).get("totals", {}).get("spikes_written")
+                == published
+            ),
+            30,
+            f"{published} spikes written",
+        )
+        assert stop(rec) == 0
+
+
+NETNS_LINK = ("10.213.47.1", "10.213.47.2")  # a veth pair between two namespaces
+
+
+@contextlib.contextmanager
+def two_namespaces(tag: str) -> Iterator[tuple[str, str]]:
+    """Two network namespaces joined by a veth pair, each with its loopback up; removed
+    at the end. Skips the test where namespaces cannot be made (not root, no ``ip``)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2's ip")
+    names = (f"rdt{tag}a", f"rdt{tag}b")
+
+    def ip(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+
+    made: list[str] = []
+    try:
+        for ns in names:
+            if ip("netns", "add", ns).returncode != 0:
+                pytest.skip(f"cannot create network namespace {ns}")
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        veth = (f"v{tag}a", f"v{tag}b")
+        pair = ("link", "add", veth[0], "netns", names[0], "type", "veth", "peer", "name")
+        steps: list[tuple[str, ...]] = [(*pair, veth[1], "netns", names[1])]
+        for ns, dev, addr in zip(names, veth, NETNS_LINK, strict=True):
+            steps += [
+                ("-n", ns, "addr", "add", f"{addr}/30", "dev", dev),
+                ("-n", ns, "link", "set", dev, "up"),
+            ]
+        for step in steps:
+            done = ip(*step)
+            if done.returncode != 0:
+                pytest.skip(f"cannot link the namespaces: ip {' '.join(step)}: {done.stderr}")
+        yield names
+    finally:
+        for ns in made:  # deleting a namespace deletes its end of the veth pair too
+            ip("netns", "del", ns)
+
+
+def test_two_shards_across_network_namespaces(tmp_path: Path) -> None:
+    """The same sharded run with each "host" in its own network namespace, the routers
+    linked over a veth pair: the real network path between hosts, on this machine."""
+    with two_namespaces(str(os.getpid() % 100000)) as (ns1, ns2):
+        p1, p2 = free_port(), free_port()
+        hosts = Hosts(
+            listen=(f"tcp/127.0.0.1:{p1},tcp/{NETNS_LINK[0]}:{p1}", f"tcp/127.0.0.1:{p2}"),
+            client=(f"tcp/127.0.0.1:{p1}", f"tcp/127.0.0.1:{p2}"),
+            link=f"tcp/{NETNS_LINK[0]}:{p1}",
+            wrap=(("ip", "netns", "exec", ns1), ("ip", "netns", "exec", ns2)),
+        )
+        session, summaries = record_two_shards(tmp_path, hosts)
+    with SessionReader(session) as r:
+        assert r.shards == ["a", "b"] and r.nodes() == sorted(summaries)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from recorderd.core.recorder import Recorder
-from recorderd.daemon.bus import Bus, BusError, make_config, subscription_keys
+from recorderd.daemon.bus import Bus, BusError, endpoints, make_config, subscription_keys
 from recorderd.daemon.dutycycle import DutyCycled
 from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
@@ -100,14 +100,18 @@ class Daemon:
             flush_interval=settings.flush_interval,
             min_free_disk_mb=settings.min_free_disk_mb,
         )
-        self.bus = Bus(
-            make_config(
-                mode=settings.mode,
-                connect=settings.connect,
-                listen=settings.listen,
-                config_file=settings.zenoh_config,
-            )
+        # A --zenoh-config file keeps its own mode and endpoints unless they are given.
+        given = settings.model_fields_set
+        keep_file = settings.zenoh_config is not None
+        config = make_config(
+            mode=None if keep_file and "mode" not in given else settings.mode,
+            connect=settings.connect,
+            listen=[] if keep_file and "listen" not in given else settings.listen,
+            config_file=settings.zenoh_config,
         )
+        #: Mode and endpoints in force (the file's where it set them), for the log.
+        self.bus_endpoints = endpoints(config)
+        self.bus = Bus(config)
         self._stop = asyncio.Event()
         self.notifier = Notifier()
         self._started = time.monotonic()
@@ -227,12 +231,13 @@ class Daemon:
             await worker_done
             return ExitCode.BUS
         log.info(
-            "recording session %s%s into %s (listen %s, connect %s): ready",
+            "recording session %s%s into %s (%s, listen %s, connect %s): ready",
             s.session,
             "" if s.shard is None else f", shard {s.shard} (nodes {','.join(s.nodes)})",
             self.files.data,
-            s.listen,
-            s.connect,
+            self.bus_endpoints.get("mode"),
+            self.bus_endpoints.get("listen"),
+            self.bus_endpoints.get("connect"),
         )
         self.notifier.ready(self.status_line())
         jobs = [self._report(), self._heartbeat(), self._measure_rates()]
