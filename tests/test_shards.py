@@ -517,3 +517,25 @@ def test_two_shards_across_network_namespaces(tmp_path: Path) -> None:
         session, summaries = record_two_shards(tmp_path, hosts)
     with SessionReader(session) as r:
         assert r.shards == ["a", "b"] and r.nodes() == sorted(summaries)
+
+
+def test_what_repliers_send_is_held_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query keeps at most MAX_REPLIES replies and MAX_REPLY_BYTES of payload, however
+    many repliers answer and however much they send (a hostile claim flood)."""
+    from recorderd.daemon import bus as B
+
+    monkeypatch.setattr(B, "MAX_REPLY_BYTES", 1_000)
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    server = B.Bus(B.make_config(listen=[endpoint]))
+    server.open()
+    try:
+        for i in range(10):  # ten "shards", 400 bytes each
+            server.serve_queries(f"brain/_recorders/s/shards/x{i}", lambda: b"y" * 400)
+        with B.Client(B.make_config(connect=[endpoint], listen=[])) as client:
+            time.sleep(0.5)
+            got = client.query("brain/_recorders/s/shards/*", 3.0)
+            assert len(got) == 2  # 800 bytes; a third would pass 1,000
+            monkeypatch.setattr(B, "MAX_REPLY_BYTES", 1 << 20)
+            assert len(client.query("brain/_recorders/s/shards/*", 3.0)) == 10
+    finally:
+        server.close()

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 #: After a reply, how long a query waits for more before it returns (each recorder
 #: answers at once; the query's own end comes sooner when every queryable has answered).
 QUIET_S: Final = 0.3
-#: Replies one query collects at most (a bus may hold any number of tokens or repliers).
+#: Replies one query collects at most (a bus may hold any number of tokens or repliers),
+#: and bytes of reply payloads at most: past either, the query stops collecting.
 MAX_REPLIES: Final = 65_536
+MAX_REPLY_BYTES: Final = 64 << 20
 #: Where Zenoh's messages name their Rust source ("... at /root/.cargo/.../x.rs:447.").
 _RUST_LOCATION = re.compile(r"\s+at /\S+?\.rs:\d+\.?")
 #: The endpoint a failed listen names, in Zenoh's message.
@@ -169,14 +171,29 @@ def _collect(
     """Replies of a query started by ``start(handler)``.
 
     Returns when the query ends (every queryable reached has answered), when ``quiet_s``
-    pass without a further reply after one came, or after ``timeout_s``, whichever is first.
+    pass without a further reply after one came, after ``timeout_s``, or once
+    :data:`MAX_REPLIES` replies or :data:`MAX_REPLY_BYTES` of payload came, whichever is
+    first (what repliers send never decides how much is held).
     """
     box: queue.SimpleQueue[zenoh.Reply | None] = queue.SimpleQueue()
-    start(zenoh.handlers.Callback(box.put, lambda: box.put(None)))
+    budget = [MAX_REPLIES, MAX_REPLY_BYTES]  # left to accept: replies, payload bytes
+
+    def on_reply(reply: zenoh.Reply) -> None:
+        # On Zenoh's thread: keep the reply only while within the budget, so that what
+        # repliers send never decides how much is held, even before it is read here.
+        size = len(reply.ok.payload) if reply.ok is not None else 0
+        if budget[0] <= 0 or size > budget[1]:
+            budget[0] = 0
+            return
+        budget[0] -= 1
+        budget[1] -= size
+        box.put(reply)
+
+    start(zenoh.handlers.Callback(on_reply, lambda: box.put(None)))
     replies: list[zenoh.Reply] = []
     deadline = time.monotonic() + timeout_s
     until = deadline
-    while (left := until - time.monotonic()) > 0 and len(replies) < MAX_REPLIES:
+    while (left := until - time.monotonic()) > 0:
         try:
             reply = box.get(timeout=left)
         except queue.Empty:
@@ -185,6 +202,12 @@ def _collect(
             break
         replies.append(reply)
         until = min(deadline, time.monotonic() + quiet_s)
+    if budget[0] <= 0:
+        log.warning(
+            "a query's replies passed %d replies or %d bytes: the rest were ignored",
+            MAX_REPLIES,
+            MAX_REPLY_BYTES,
+        )
     return replies
 
 
