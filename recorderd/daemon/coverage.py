@@ -1,12 +1,25 @@
-"""Which recorder records which node, asked on the bus for ``recorderctl status``."""
+"""Which recorder records which node, asked on the bus: for ``recorderctl status`` and,
+every few seconds, by each shard (into its statistics and its status)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
 
 from recorderd.daemon.bus import Client
 from recorderd.wire import shards_query_key
-from recorderd.wire.shards import ShardClaim, coverage
+from recorderd.wire.shards import Coverage, ShardClaim, coverage
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a shard's checks of which nodes the session's recorders cover.
+COVERAGE_PERIOD_S: Final = 5.0
+#: How long one coverage check waits for the other recorders and the nodes' tokens.
+COVERAGE_TIMEOUT_S: Final = 2.0
+#: Node ids remembered at most as ever uncovered (or ever overlapping) during a run.
+EVER_LISTED: Final = 100
 
 
 def add_coverage(
@@ -26,3 +39,69 @@ def add_coverage(
     reports = {s: coverage(s, claims, alive).to_dict() for s in sessions}
     for answer in answers:
         answer["coverage"] = reports[str(answer["session"])]
+
+
+class CoverageWatch:
+    """A shard's periodic coverage check: the last report, with the nodes found
+    uncovered or overlapping at any check of the run; logged when it changes."""
+
+    def __init__(
+        self,
+        client: Client,
+        prefix: str,
+        claim: ShardClaim,
+        publish: Callable[[dict[str, object]], None],
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._claim = claim
+        self._publish = publish
+        self._said: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self._ever: dict[str, set[str]] = {"uncovered": set(), "overlapping": set()}
+
+    async def run(self) -> None:
+        """Check every :data:`COVERAGE_PERIOD_S` seconds until cancelled."""
+        key = shards_query_key(self._prefix, self._claim.session)
+        while True:
+            try:
+                answers = await asyncio.to_thread(self._client.query, key, COVERAGE_TIMEOUT_S)
+                alive = await asyncio.to_thread(
+                    self._client.alive, self._prefix, COVERAGE_TIMEOUT_S
+                )
+            except Exception as exc:  # the bus closing under us, a Zenoh error
+                log.debug("coverage check failed: %s", exc)
+            else:
+                claims = [c for a in answers if (c := ShardClaim.decode(a)) is not None]
+                self._found(coverage(self._claim.session, [self._claim, *claims], alive))
+            await asyncio.sleep(COVERAGE_PERIOD_S)
+
+    def _found(self, report: Coverage) -> None:
+        doc = report.to_dict()
+        for what, found in (
+            ("uncovered", report.uncovered),
+            ("overlapping", list(report.overlapping)),
+        ):
+            ever = self._ever[what]
+            ever.update(found[: max(0, EVER_LISTED - len(ever))])
+            doc[f"{what}_during_run"] = sorted(ever)
+        self._publish(doc)
+        said = (tuple(report.uncovered), tuple(report.overlapping))
+        if said == self._said:
+            return
+        self._said = said
+        session = self._claim.session
+        if report.uncovered_count:
+            log.warning(
+                "%d node(s) alive recorded by no recorder of session %s: %s",
+                report.uncovered_count,
+                session,
+                ", ".join(report.uncovered[:10]),
+            )
+        if report.overlapping_count:
+            pairs = list(report.overlapping.items())[:10]
+            log.warning(
+                "%d node(s) recorded by two or more recorders of session %s: %s",
+                report.overlapping_count,
+                session,
+                ", ".join(f"{n} ({'+'.join(o)})" for n, o in pairs),
+            )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
 import json
 import logging
@@ -11,19 +10,19 @@ import os
 import signal
 import threading
 import time
-from typing import Any
 
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.bus import Bus, BusError, endpoints, make_config, subscription_keys
+from recorderd.daemon.coverage import CoverageWatch
 from recorderd.daemon.dutycycle import DutyCycled
 from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
-from recorderd.session import layout as L
+from recorderd.daemon.status import LiveStatus
 from recorderd.session.errors import SessionBusyError, WriterError
 from recorderd.session.lock import SessionLock
-from recorderd.wire import shard_key, shards_query_key, status_key
-from recorderd.wire.shards import ShardClaim, coverage
+from recorderd.wire import shard_key, status_key
+from recorderd.wire.shards import ShardClaim
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +32,9 @@ REPORT_PERIOD_S = 30.0
 MAIN_LOOP_TICK_S = 0.1
 #: Seconds between STATUS updates to systemd (more often if the watchdog needs it).
 HEARTBEAT_S = 5.0
-#: Seconds over which the per-stream rates of the live status are measured.
-RATE_PERIOD_S = 2.0
 #: After the drain timeout, how long the writer may take to reach a safe point (the end
 #: of a non-SWMR window) before the process exits anyway.
 ABORT_WAIT_S = 60.0
-#: Seconds between a shard's checks of which nodes the session's recorders cover.
-COVERAGE_PERIOD_S = 5.0
-#: How long one coverage check waits for the other recorders and the nodes' tokens.
-COVERAGE_TIMEOUT_S = 2.0
-#: Node ids remembered at most as ever uncovered (or ever overlapping) during a run.
-EVER_LISTED = 100
 
 
 class ExitCode(enum.IntEnum):
@@ -114,25 +105,15 @@ class Daemon:
         self.bus = Bus(config)
         self._stop = asyncio.Event()
         self.notifier = Notifier()
-        self._started = time.monotonic()
-        self._rates: dict[str, tuple[float, float]] = {}
         self._signals = 0
         self._announced_standby = False
         self._lock_attempts = 0
         #: The writer thread was still running when the process had to exit.
         self.drain_timed_out = False
-        self._alive: set[str] = set()
-        #: When each node alive joined (its liveliness token appeared), wall-clock time.
-        self._joined: dict[str, float] = {}
-        self._idle_since = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
         self.claim = ShardClaim(settings.session, settings.shard, tuple(settings.nodes))
-        self.files = L.SessionFiles(settings.session_dir, settings.shard)
-        #: The last coverage check of a sharded session (``recorderctl status`` shows it).
-        self.coverage: dict[str, object] | None = None
-        self._coverage_said: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-        #: Nodes found uncovered or overlapping at any check of the run (bounded).
-        self._ever: dict[str, set[str]] = {"uncovered": set(), "overlapping": set()}
+        self.status = LiveStatus(settings, self.recorder, self.pipeline)
+        self.files = self.status.files
 
     def request_stop(self, reason: str = "requested") -> None:
         """Begin a clean shutdown; a second request skips the drain."""
@@ -213,7 +194,7 @@ class Daemon:
             self.bus.serve_flush_barrier(s.prefix, barrier, s.nodes)
             self.bus.serve_queries(
                 status_key(s.prefix, s.session, s.shard),
-                DutyCycled(lambda: json.dumps(self.status_document(), allow_nan=False).encode()),
+                DutyCycled(lambda: json.dumps(self.status.document(), allow_nan=False).encode()),
             )
             claim = self.claim.encode()
             self.bus.serve_queries(shard_key(s.prefix, s.session, s.shard), lambda: claim)
@@ -221,7 +202,7 @@ class Daemon:
             def presence(node_id: str, alive: bool) -> None:
                 if s.record_control:  # joins and leaves go to the control log
                     self.pipeline.submit_presence(node_id, alive)
-                loop.call_soon_threadsafe(self._presence, node_id, alive)
+                loop.call_soon_threadsafe(self.status.presence, node_id, alive)
 
             self.bus.watch_nodes(s.prefix, presence, s.nodes)
         except Exception as exc:
@@ -239,10 +220,10 @@ class Daemon:
             self.bus_endpoints.get("listen"),
             self.bus_endpoints.get("connect"),
         )
-        self.notifier.ready(self.status_line())
-        jobs = [self._report(), self._heartbeat(), self._measure_rates()]
+        self.notifier.ready(self.status.line())
+        jobs = [self._report(), self._heartbeat(), self.status.measure_rates()]
         if s.shard is not None:
-            jobs.append(self._check_coverage())
+            jobs.append(CoverageWatch(self.bus.client(), s.prefix, self.claim, self._covered).run())
         for job in jobs:
             self._tasks.add(asyncio.create_task(job))
         await self._main_loop(worker_done)
@@ -258,20 +239,9 @@ class Daemon:
             return False
         return True
 
-    def _presence(self, node_id: str, alive: bool) -> None:
-        if alive:
-            if len(self._alive) < self.settings.max_streams:  # bounded like the streams
-                self._alive.add(node_id)
-                self._joined.setdefault(node_id, time.time())
-        else:
-            self._alive.discard(node_id)
-            self._joined.pop(node_id, None)
-            if not self._alive:
-                self._idle_since = time.monotonic()
-
     async def _main_loop(self, worker_done: asyncio.Future[None]) -> None:
         s = self.settings
-        started = self._idle_since = time.monotonic()
+        started = self.status.idle_since = time.monotonic()
         stop = asyncio.ensure_future(self._stop.wait())
         waiters: set[asyncio.Future[object]] = {stop, worker_done}  # type: ignore[arg-type]
         while not (stop.done() or worker_done.done()):
@@ -279,7 +249,7 @@ class Daemon:
             if s.max_duration is not None and now - started >= s.max_duration:
                 log.info("max duration of %.1f s reached", s.max_duration)
                 break
-            idle = now - self._idle_since if not self._alive else 0.0
+            idle = now - self.status.idle_since if not self.status.alive else 0.0
             if s.stop_when_idle is not None and idle >= s.stop_when_idle:
                 log.info("no node alive for %.1f s: stopping", s.stop_when_idle)
                 break
@@ -289,7 +259,7 @@ class Daemon:
         stop.cancel()
 
     async def _shutdown(self, worker_done: asyncio.Future[None]) -> ExitCode:
-        self.notifier.stopping(f"stopping: writing what was received; {self.status_line()}")
+        self.notifier.stopping(f"stopping: writing what was received; {self.status.line()}")
         for task in self._tasks:
             task.cancel()
         await asyncio.to_thread(self.bus.close)  # no new samples after this
@@ -337,139 +307,10 @@ class Daemon:
         )
         return ExitCode.OK
 
-    def status_line(self) -> str:
-        """One line for systemd's STATUS and the log."""
-        t = self.recorder.statistics.totals()
-        return (
-            f"recording {self.settings.session}: {t['spikes_written']} spikes, {t['written']} "
-            f"messages in {len(self.recorder.statistics.streams)} streams; {t['rejected']} "
-            f"rejected, {t['missing']} missing, {t['intake_dropped']} dropped"
-        )
-
-    def status_document(self) -> dict[str, object]:
-        """The live status ``recorderctl status`` shows (answered from a query thread)."""
-        s = self.settings
-        stats = self.recorder.statistics.to_dict()
-        for key, stream in stats["streams"].items():
-            msg_rate, spike_rate = self._rates.get(key, (0.0, 0.0))
-            stream["messages_per_s"] = round(msg_rate, 1)
-            stream["spikes_per_s"] = round(spike_rate, 1)
-        try:
-            file_bytes = self.files.data.stat().st_size
-        except OSError:
-            file_bytes = 0
-        return {
-            "session": s.session,
-            "shard": s.shard,
-            "nodes_recorded": list(s.nodes),
-            "data_file": self.files.data.name,
-            "coverage": self.coverage,
-            "session_dir": str(s.session_dir.resolve()),
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self._started, 3),
-            "file_bytes": file_bytes,
-            "intake_queued": self.pipeline.queued,
-            "flushes": self.pipeline.flushes,
-            # New streams whose groups are not in the file yet (created at the next flushes).
-            "streams_pending": len(self.recorder.writer.streams.pending),
-            "longest_flush_gap_s": round(self.pipeline.longest_flush_gap, 3),
-            "last_flush_age_s": round(time.monotonic() - self.pipeline.last_flush, 3),
-            "nodes_alive": sorted(self._alive),
-            "nodes": self.nodes_document(stats["streams"]),
-            **stats,
-        }
-
-    def nodes_document(self, streams: dict[str, Any]) -> dict[str, object]:
-        """Per node seen: module type, incarnations, since when alive, last control state
-        and rates (sums over its streams), for ``recorderctl nodes``."""
-        now = time.time()
-        joined = dict(self._joined)
-        seen = self.pipeline.nodes_seen()
-        rates: dict[str, list[float]] = {}
-        for key, stream in streams.items():
-            node = key.partition("/")[0]
-            r = rates.setdefault(node, [0.0, 0.0])
-            r[0] += float(stream.get("messages_per_s", 0.0))
-            r[1] += float(stream.get("spikes_per_s", 0.0))
-        out: dict[str, object] = {}
-        for node in sorted(set(seen) | set(joined)):
-            info: dict[str, object] = dict(seen.get(node, {}))
-            since = joined.get(node)
-            info["alive"] = node in self._alive
-            info["joined_at"] = (
-                None if since is None else dt.datetime.fromtimestamp(since, dt.UTC).isoformat()
-            )
-            info["alive_s"] = None if since is None else round(now - since, 3)
-            msg_rate, spike_rate = rates.get(node, [0.0, 0.0])
-            info["messages_per_s"] = round(msg_rate, 1)
-            info["spikes_per_s"] = round(spike_rate, 1)
-            out[node] = info
-        return out
-
-    async def _check_coverage(self) -> None:
-        """Every few seconds: which alive nodes no recorder of the session records, and
-        which two or more record; into the statistics and the status, logged on change."""
-        s = self.settings
-        client = self.bus.client()
-        while True:
-            try:
-                answers = await asyncio.to_thread(
-                    client.query, shards_query_key(s.prefix, s.session), COVERAGE_TIMEOUT_S
-                )
-                alive = await asyncio.to_thread(client.alive, s.prefix, COVERAGE_TIMEOUT_S)
-            except Exception as exc:  # the bus closing under us, a Zenoh error
-                log.debug("coverage check failed: %s", exc)
-            else:
-                claims = [c for a in answers if (c := ShardClaim.decode(a)) is not None]
-                report = coverage(s.session, [self.claim, *claims], alive)
-                doc = report.to_dict()
-                for what, found in (
-                    ("uncovered", report.uncovered),
-                    ("overlapping", list(report.overlapping)),
-                ):
-                    ever = self._ever[what]
-                    ever.update(found[: max(0, EVER_LISTED - len(ever))])
-                    doc[f"{what}_during_run"] = sorted(ever)
-                self.coverage = doc
-                self.recorder.annotations = {"coverage": self.coverage}
-                said = (tuple(report.uncovered), tuple(report.overlapping))
-                if said != self._coverage_said:
-                    self._coverage_said = said
-                    if report.uncovered_count:
-                        log.warning(
-                            "%d node(s) alive recorded by no recorder of session %s: %s",
-                            report.uncovered_count,
-                            s.session,
-                            ", ".join(report.uncovered[:10]),
-                        )
-                    if report.overlapping_count:
-                        log.warning(
-                            "%d node(s) recorded by two or more recorders of session %s: %s",
-                            report.overlapping_count,
-                            s.session,
-                            ", ".join(
-                                f"{n} ({'+'.join(o)})"
-                                for n, o in list(report.overlapping.items())[:10]
-                            ),
-                        )
-            await asyncio.sleep(COVERAGE_PERIOD_S)
-
-    async def _measure_rates(self) -> None:
-        last: dict[str, tuple[int, int]] = {}
-        last_t = time.monotonic()
-        while True:
-            await asyncio.sleep(RATE_PERIOD_S)
-            now = time.monotonic()
-            span = max(now - last_t, 1e-9)
-            current = {
-                k: (st.received, st.spikes_received)
-                for k, st in list(self.recorder.statistics.streams.items())
-            }
-            self._rates = {
-                k: ((m - last.get(k, (0, 0))[0]) / span, (n - last.get(k, (0, 0))[1]) / span)
-                for k, (m, n) in current.items()
-            }
-            last, last_t = current, now
+    def _covered(self, report: dict[str, object]) -> None:
+        """A coverage check's report: into the live status and the statistics."""
+        self.status.coverage = report
+        self.recorder.annotations = {"coverage": report}
 
     def healthy(self) -> bool:
         """Whether the writer thread is alive and flushing on time (gates watchdog pings)."""
@@ -490,7 +331,7 @@ class Daemon:
                     "writer has not flushed for %.0f s: withholding the watchdog ping",
                     time.monotonic() - self.pipeline.last_flush,
                 )
-            self.notifier.status(self.status_line(), watchdog=healthy)
+            self.notifier.status(self.status.line(), watchdog=healthy)
 
     async def _report(self) -> None:
         started = time.monotonic()
