@@ -197,9 +197,9 @@ def analyze(
             target.mkdir(parents=True, exist_ok=True)
             (target / REPORT_TXT).write_text(report.format_text(summary), encoding="utf-8")
             if plots_on and nodes:
-                from analysis import plots  # matplotlib only when drawing
+                from analysis import plot_tasks  # matplotlib only when drawing
 
-                tasks = plots.session_plot_tasks(an, scans, target / L.PLOTS_DIR, windows)
+                tasks = plot_tasks.session_plot_tasks(an, scans, target / L.PLOTS_DIR, windows)
                 for node, draw in _progress(tasks, "drawing plots", show):
                     figures.setdefault(node, []).append(draw())
             html = report.format_html(summary, figures)
