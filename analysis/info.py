@@ -16,7 +16,6 @@ Jupyter (``_repr_html_``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -323,19 +322,8 @@ def _info(r: SessionReader) -> SessionInfo:
         else [],
         "dt_ms": sorted({n.dt_ms for n in nodes if n.dt_ms is not None}),
     }
-    data_files = r.data_files()
-    shards = []
-    if r.shards != [None]:
-        patterns = json.loads(str(meta.get(L.ATTR_SHARD_NODES, "{}")))
-        shards = [
-            {
-                "shard": shard,
-                "nodes": patterns.get(str(shard), ["*"]),
-                "file": path.name,
-                "bytes": path.stat().st_size,
-            }
-            for shard, path in zip(r.shards, data_files, strict=True)
-        ]
+    files = r.shard_files()
+    shards = files if r.shards != [None] else []
     return SessionInfo(
         session=str(meta.get(L.ATTR_SESSION) or r.path.name),
         path=str(r.path.resolve()),
@@ -354,7 +342,7 @@ def _info(r: SessionReader) -> SessionInfo:
         analysis_version=package_version(),
         compression=compression_text(config),
         settings=settings,
-        file_bytes=sum(p.stat().st_size for p in data_files),
+        file_bytes=sum(int(f["bytes"]) for f in files),
         spike_bytes=spike_bytes,
         bytes_per_spike=spike_bytes / totals["spikes"] if totals["spikes"] else None,
         totals=totals,

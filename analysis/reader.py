@@ -469,9 +469,10 @@ class SessionReader(ClosesOnExit):
         """The shards whose files the session holds (``[None]``: an unsharded session)."""
         return self._file.shards
 
-    def data_files(self) -> list[Path]:
-        """The session's data files: ``simulation_data.h5`` and/or each shard's."""
-        return self._file.data_paths()
+    def shard_files(self) -> list[dict[str, Any]]:
+        """The session's data files: ``{"shard", "nodes", "file", "bytes"}`` each, for
+        ``simulation_data.h5`` (shard None) and/or each shard's."""
+        return self._file.shard_files()
 
     def _records(self) -> list[dict[str, Any]]:
         """Every record of the control logs; a sharded session's by time received."""

@@ -420,6 +420,18 @@ def test_a_router_restarted_mid_run_loses_only_what_the_gaps_count(tmp_path: Pat
             lost += st["missing"]
             print(f"{key}: published {messages}, written {st['written']}, missing {st['missing']}")
     assert lost > 0  # the router really was gone for a while
+    # a folder holding one shard's files only reads as a session of that shard
+    out = subprocess.run(
+        [sys.executable, "-m", "analysis", "info", str(session), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    shards = json.loads(out.stdout)["shards"]
+    assert [(s["shard"], s["nodes"], s["file"]) for s in shards] == [
+        ("a", ["*"], "simulation_data.a.h5")
+    ]
 
 
 def test_the_shipped_router_and_client_configs_route_a_node_to_a_recorder(

@@ -96,8 +96,9 @@ class SessionFile:
 
     def metadata_attrs(self) -> dict[str, Any]:
         """``/metadata`` attributes; for several files, the first's, with the earliest
-        start, the latest stop ("" while any file is still open), the most recorder runs,
-        and ``shard``/``shard_nodes`` listing every shard."""
+        start, the latest stop ("" while any file is still open) and the most recorder
+        runs, without the per-file ``shard``, ``shard_nodes`` and ``statistics`` (see
+        :meth:`shard_files`; the reader merges the statistics documents)."""
         if len(self.files) == 1:
             return self.files[0].metadata_attrs()
         every = [f.metadata_attrs() for f in self.files]
@@ -107,15 +108,26 @@ class SessionFile:
         merged[L.ATTR_START_TIME] = min((s for s in starts if s), default="")
         merged[L.ATTR_STOP_TIME] = "" if "" in stops else max(stops)
         merged[L.ATTR_RECORDER_RUNS] = max(int(m.get(L.ATTR_RECORDER_RUNS, 0)) for m in every)
-        merged[L.ATTR_SHARD] = json.dumps([f.files.shard for f in self.files])
-        merged[L.ATTR_SHARD_NODES] = json.dumps(
-            {
-                str(f.files.shard): json.loads(str(m.get(L.ATTR_SHARD_NODES, '["*"]')))
-                for f, m in zip(self.files, every, strict=True)
-            }
-        )
-        merged.pop(L.ATTR_STATISTICS, None)  # per file; the reader merges the documents
+        for per_file in (L.ATTR_SHARD, L.ATTR_SHARD_NODES, L.ATTR_STATISTICS):
+            merged.pop(per_file, None)
         return merged
+
+    def shard_files(self) -> list[dict[str, Any]]:
+        """Per data file: ``{"shard", "nodes", "file", "bytes"}`` (``shard`` None and
+        ``nodes`` ``["*"]`` for the unsharded file), in :attr:`shards` order."""
+        out = []
+        for f in self.files:
+            nodes = f.metadata_attrs().get(L.ATTR_SHARD_NODES)
+            data = f.files.data
+            out.append(
+                {
+                    "shard": f.files.shard,
+                    "nodes": json.loads(str(nodes)) if nodes else ["*"],
+                    "file": data.name,
+                    "bytes": data.stat().st_size,
+                }
+            )
+        return out
 
     def node_ids_with_metadata(self) -> list[str]:
         """Nodes under ``/metadata/nodes`` of any file, in file order."""
@@ -141,38 +153,34 @@ class SessionFile:
         return merged
 
     def _owners(self, kind: str) -> dict[str, DataFile]:
+        """Each stream of a kind and the file it is read from (the first that has it)."""
         owners = self._owner.get(kind)
-        if owners is None:
-            owners = self._owner[kind] = {}
-            for f in self.files:
-                for pop in f.populations(kind):
-                    first = owners.setdefault(pop, f)
-                    if first is not f:
-                        shards = self.overlapping.setdefault(
-                            f"{kind}/{pop}", [str(first.files.shard)]
-                        )
-                        shards.append(str(f.files.shard))
-            for stream, shards in self.overlapping.items():
-                if stream.startswith(kind + "/"):
-                    log.warning(
-                        "%s: stream %s recorded by shards %s: reading %s's",
-                        self.path,
-                        stream,
-                        " and ".join(shards),
-                        shards[0],
-                    )
+        if owners is not None:
+            return owners
+        owners = self._owner[kind] = {}
+        for f in self.files:
+            for pop in f.populations(kind):
+                first = owners.setdefault(pop, f)
+                if first is f:
+                    continue
+                stream = f"{kind}/{pop}"
+                shards = self.overlapping.setdefault(stream, [str(first.files.shard)])
+                shards.append(str(f.files.shard))
+                log.warning(
+                    "%s: stream %s recorded by shards %s: reading %s's",
+                    self.path,
+                    stream,
+                    " and ".join(shards),
+                    shards[0],
+                )
         return owners
 
     def populations(self, kind: str) -> list[str]:
         """Stream group names under ``spikes``, ``membrane`` or ``weights`` (file order)."""
-        if len(self.files) == 1:
-            return self.files[0].populations(kind)
         return list(self._owners(kind))
 
     def stream(self, kind: str, node_id: str, layer: str) -> StreamView:
         """One stream (the last few stay open); ``KeyError`` naming it if there is none."""
-        if len(self.files) == 1:
-            return self.files[0].stream(kind, node_id, layer)
         owner = self._owners(kind).get(L.population(node_id, layer))
         if owner is None:
             raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}")
@@ -187,10 +195,6 @@ class SessionFile:
     def storage_bytes(self, kind: str) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the files."""
         return sum(f.storage_bytes(kind) for f in self.files)
-
-    def data_paths(self) -> list[Path]:
-        """The data files read, the unsharded one first, then each shard's by name."""
-        return [f.files.data for f in self.files]
 
 
 def merged_statistics(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
