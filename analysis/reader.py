@@ -39,14 +39,12 @@ from analysis.rows import (
 )
 from recorderd.session import layout as L
 from recorderd.session.closing import ClosesOnExit
-from recorderd.session.controllog import session_records
 from recorderd.session.frames import Frames
 from recorderd.session.reader import (
     KINDS,
     SessionFile,
     SessionFileError,
     StreamView,
-    merged_statistics,
 )
 from recorderd.session.recovery import SessionState
 from recorderd.session.schema import group_of
@@ -476,7 +474,7 @@ class SessionReader(ClosesOnExit):
 
     def _records(self) -> list[dict[str, Any]]:
         """Every record of the control logs; a sharded session's by time received."""
-        return session_records(self.path)
+        return self._file.control_records()
 
     def control_states(self) -> list[dict[str, Any]]:
         """The control-state records of ``control_states.jsonl`` (not the presence events)."""
@@ -489,15 +487,7 @@ class SessionReader(ClosesOnExit):
     def statistics(self) -> dict[str, Any]:
         """``recording_statistics.json``, or the copy inside the HDF5 file; for a sharded
         session the shards' documents merged (counters summed, ``shards``: each one)."""
-        documents: dict[str | None, dict[str, Any]] = {}
-        for f in self._file.files:
-            path = f.files.statistics
-            if path.exists():
-                documents[f.files.shard] = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                text = f.metadata_attrs().get(L.ATTR_STATISTICS)
-                documents[f.files.shard] = json.loads(text) if text else {}
-        return merged_statistics(documents)
+        return self._file.statistics()
 
     def format_version(self) -> int:
         """The session's ``format_version``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,29 +27,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @contextmanager
-def recorderd(
-    tmp_path: Path,
-    *args: str,
-    name: str = "recorderd",
+def _ready(
+    cmd: Sequence[str],
+    log: Path,
+    what: str,
+    *,
     env: dict[str, str] | None = None,
-    wrap: Sequence[str] = (),
+    append: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails.
-
-    ``env``: variables added to this process's environment for it. ``wrap``: a command
-    that execs the rest (``ip netns exec NS``), so that the pid stays the recorder's.
-    """
-    log = tmp_path / f"{name}.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [*wrap, sys.executable, "-m", "recorderd", *args],
-            stderr=fh,
-            env=None if env is None else {**os.environ, **env},
-        )
+    """Start ``cmd`` with stderr into ``log``, wait until it logs "ready", kill it if the
+    test fails. ``append``: keep the log's earlier runs (a restart) and look past them."""
+    start = log.stat().st_size if append and log.exists() else 0
+    with open(log, "ab" if append else "wb") as fh:
+        proc = subprocess.Popen(cmd, stderr=fh, env=None if env is None else {**os.environ, **env})
     try:
-        wait_for(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, 30, "ready")
+        wait_for(lambda: b"ready" in log.read_bytes()[start:] or proc.poll() is not None, 30, what)
         if proc.poll() is not None:
-            raise AssertionError(f"recorderd exited {proc.returncode}:\n{log.read_text()}")
+            raise AssertionError(f"{what} exited {proc.returncode}:\n{log.read_text()}")
         yield proc
     finally:
         if proc.poll() is None:
@@ -56,7 +51,22 @@ def recorderd(
             proc.wait()
 
 
-@contextmanager
+def recorderd(
+    tmp_path: Path,
+    *args: str,
+    name: str = "recorderd",
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """Start ``python -m recorderd ARGS``, wait until it is ready, kill it if the test fails.
+
+    ``env``: variables added to this process's environment for it. ``wrap``: a command
+    that execs the rest (``ip netns exec NS``), so that the pid stays the recorder's.
+    """
+    cmd = [*wrap, sys.executable, "-m", "recorderd", *args]
+    return _ready(cmd, tmp_path / f"{name}.log", "recorderd", env=env)
+
+
 def router(
     tmp_path: Path,
     listen: str,
@@ -64,35 +74,33 @@ def router(
     name: str = "router",
     wrap: Sequence[str] = (),
     extra: Sequence[str] = (),
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """Start ``recorderd-router`` (Zenoh's router) on ``listen`` (several: comma-separated),
-    connected to ``connect``."""
-    log = tmp_path / f"{name}.log"
+    connected to ``connect``; a restart under the same ``name`` appends to its log."""
     listens = [a for e in listen.split(",") for a in ("--listen", e)]
     args = [*listens, *(a for c in connect for a in ("--connect", c)), *extra]
-    start = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [
-                *wrap,
-                sys.executable,
-                "-c",
-                "from recorderd.daemon.router import main; main()",
-                *args,
-            ],
-            stderr=fh,
-        )
-    try:
-        wait_for(
-            lambda: b"ready" in log.read_bytes()[start:] or proc.poll() is not None, 30, "router"
-        )
-        if proc.poll() is not None:
-            raise AssertionError(f"router exited {proc.returncode}:\n{log.read_text()}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    main = "from recorderd.daemon.router import main; main()"
+    cmd = [*wrap, sys.executable, "-c", main, *args]
+    return _ready(cmd, tmp_path / f"{name}.log", "router", append=True)
+
+
+#: The repository's root: the working directory of the CLIs run by the tests.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sim_analyzer(
+    *args: str | Path, cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m analysis ARGS`` (``sim-analyzer``) to its end; text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 60) -> int:

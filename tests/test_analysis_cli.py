@@ -21,22 +21,14 @@ from recorderd import wire as P
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.settings import load_settings
 from recorderd.session import layout as L
+from tests.processes import sim_analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return sim_analyzer(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,22 +20,14 @@ from recorderd import wire as P
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.settings import load_settings
 from recorderd.session import layout as L
+from tests.processes import sim_analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "a_very_long_layer_name_that_used_to_push_every_column_out_of_line_x"[:64]
 
 
 def run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return sim_analyzer(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

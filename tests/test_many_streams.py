@@ -4,9 +4,7 @@ summary's per-stream facts (read once per stream) agree with the file."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from analysis.console import PLAIN_ROWS, PlainTable, table, to_text
 from analysis.reader import SessionReader
 from recorderd import RecorderConfig, SimulationRecorder
 from recorderd.session import layout as L
+from tests.processes import sim_analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 3
@@ -25,15 +24,7 @@ LAYERS = 90  # 270 spike streams: more than PLAIN_ROWS
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *map(str, args)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return sim_analyzer(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,22 +23,14 @@ from PIL import Image
 
 from recorderd import RecorderConfig, SimulationRecorder
 from recorderd.session import layout as L
+from tests.processes import sim_analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "layer_with_a_name_long_enough_to_break_fixed_width_columns"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "analysis", *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return sim_analyzer(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from recorderd.session import layout as L
 from recorderd.wire import check_node_pattern, node_chunk, node_matches
 from recorderd.wire.shards import ShardClaim, coverage
 from tests.helpers import free_port
-from tests.processes import brain_node, recorderd, router, stop, wait_for
+from tests.processes import brain_node, recorderd, router, sim_analyzer, stop, wait_for
 
 STEPS = 300
 
@@ -286,12 +286,7 @@ def test_two_shards_behind_two_routers_record_each_spike_exactly_once(tmp_path: 
         assert {c["node_id"] for c in r.control_states()} == set(summaries)
         stamps = r.zenoh_times("pfc-0", "output")
         assert stamps is not None and stamps.size == STEPS and (stamps > 0).all()
-    out = subprocess.run(
-        [sys.executable, "-m", "analysis", "info", str(session), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = sim_analyzer("info", session, "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["totals"]["spikes"] == sum(spikes_published.values())
@@ -421,12 +416,7 @@ def test_a_router_restarted_mid_run_loses_only_what_the_gaps_count(tmp_path: Pat
             print(f"{key}: published {messages}, written {st['written']}, missing {st['missing']}")
     assert lost > 0  # the router really was gone for a while
     # a folder holding one shard's files only reads as a session of that shard
-    out = subprocess.run(
-        [sys.executable, "-m", "analysis", "info", str(session), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = sim_analyzer("info", session, "--json")
     assert out.returncode == 0, out.stderr
     shards = json.loads(out.stdout)["shards"]
     assert [(s["shard"], s["nodes"], s["file"]) for s in shards] == [

@@ -236,11 +236,9 @@ class Client:
         replies = _collect(start, timeout_s, quiet_s)
         return [r.ok.payload.to_bytes() for r in replies if r.ok is not None]
 
-    def alive(
-        self, prefix: str, timeout_s: float, quiet_s: float = QUIET_S, pattern: str = "*"
-    ) -> list[str]:
-        """Node ids (matching ``pattern``) holding a liveliness token under ``prefix`` now."""
-        key = f"{prefix}/{node_chunk(pattern)}/{ALIVE_WORD}"
+    def alive(self, prefix: str, timeout_s: float, quiet_s: float = QUIET_S) -> list[str]:
+        """Node ids holding a liveliness token under ``prefix`` right now."""
+        key = f"{prefix}/*/{ALIVE_WORD}"
 
         def start(handler: zenoh.handlers.Callback[zenoh.Reply]) -> None:
             self._session.liveliness().get(key, handler, timeout=timeout_s)

@@ -22,6 +22,16 @@ COVERAGE_TIMEOUT_S: Final = 2.0
 EVER_LISTED: Final = 100
 
 
+def ask(
+    client: Client, prefix: str, session: str, timeout: float
+) -> tuple[list[ShardClaim], list[str]]:
+    """The recorders' claims of ``session`` (``*``: of every session), valid ones only,
+    and the nodes alive: one query of each."""
+    answers = client.query(shards_query_key(prefix, session), timeout)
+    claims = [c for payload in answers if (c := ShardClaim.decode(payload)) is not None]
+    return claims, client.alive(prefix, timeout)
+
+
 def add_coverage(
     client: Client, prefix: str, answers: list[dict[str, Any]], timeout: float
 ) -> None:
@@ -30,12 +40,7 @@ def add_coverage(
     sessions = sorted({str(a["session"]) for a in answers})
     if not sessions:
         return
-    alive = client.alive(prefix, timeout)
-    claims = [
-        c
-        for payload in client.query(shards_query_key(prefix), timeout)
-        if (c := ShardClaim.decode(payload)) is not None
-    ]
+    claims, alive = ask(client, prefix, "*", timeout)
     reports = {s: coverage(s, claims, alive).to_dict() for s in sessions}
     for answer in answers:
         answer["coverage"] = reports[str(answer["session"])]
@@ -61,18 +66,16 @@ class CoverageWatch:
 
     async def run(self) -> None:
         """Check every :data:`COVERAGE_PERIOD_S` seconds until cancelled."""
-        key = shards_query_key(self._prefix, self._claim.session)
+        session = self._claim.session
         while True:
             try:
-                answers = await asyncio.to_thread(self._client.query, key, COVERAGE_TIMEOUT_S)
-                alive = await asyncio.to_thread(
-                    self._client.alive, self._prefix, COVERAGE_TIMEOUT_S
+                claims, alive = await asyncio.to_thread(
+                    ask, self._client, self._prefix, session, COVERAGE_TIMEOUT_S
                 )
             except Exception as exc:  # the bus closing under us, a Zenoh error
                 log.debug("coverage check failed: %s", exc)
             else:
-                claims = [c for a in answers if (c := ShardClaim.decode(a)) is not None]
-                self._found(coverage(self._claim.session, [self._claim, *claims], alive))
+                self._found(coverage(session, [self._claim, *claims], alive))
             await asyncio.sleep(COVERAGE_PERIOD_S)
 
     def _found(self, report: Coverage) -> None:

@@ -113,7 +113,6 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.claim = ShardClaim(settings.session, settings.shard, tuple(settings.nodes))
         self.status = LiveStatus(settings, self.recorder, self.pipeline)
-        self.files = self.status.files
 
     def request_stop(self, reason: str = "requested") -> None:
         """Begin a clean shutdown; a second request skips the drain."""
@@ -215,7 +214,7 @@ class Daemon:
             "recording session %s%s into %s (%s, listen %s, connect %s): ready",
             s.session,
             "" if s.shard is None else f", shard {s.shard} (nodes {','.join(s.nodes)})",
-            self.files.data,
+            self.status.files.data,
             self.bus_endpoints.get("mode"),
             self.bus_endpoints.get("listen"),
             self.bus_endpoints.get("connect"),

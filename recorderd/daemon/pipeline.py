@@ -306,16 +306,17 @@ class Pipeline:
         if self._abort.is_set():
             raise WriteAborted()
         samples = self.intake.take(BATCH_MESSAGES, BATCH_BYTES)
-        groups: dict[str, tuple[list[bytes], list[int]]] = {}
+        # A data sample's third field is its Zenoh timestamp (an int, see submit).
+        groups: dict[str, tuple[list[bytes], list[float]]] = {}
         for key, payload, received_at in samples:
             sk = self._keys.get(key)
             if sk is not None and sk.kind is not None and payload is not None:
                 group = groups.get(key)
                 if group is None:
-                    groups[key] = ([payload], [int(received_at)])
+                    groups[key] = ([payload], [received_at])
                 else:
                     group[0].append(payload)
-                    group[1].append(int(received_at))
+                    group[1].append(received_at)
             else:  # control, presence, DELETE, or a key not parsed yet
                 self.handle(key, payload, received_at)
         for key, (payloads, stamps) in groups.items():
@@ -324,7 +325,7 @@ class Pipeline:
         return len(samples)
 
     def handle_data(
-        self, sk: StreamKey, key: str, payloads: list[bytes], stamps: list[int] | None = None
+        self, sk: StreamKey, key: str, payloads: list[bytes], stamps: list[float] | None = None
     ) -> None:
         """Decode data messages of one key as a batch and record them in arrival order
         (``stamps``: their Zenoh timestamps, ns since 1970, 0 for none)."""

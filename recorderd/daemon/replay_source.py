@@ -23,7 +23,6 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from recorderd.session import layout as L
-from recorderd.session.controllog import session_records
 from recorderd.session.reader import SessionFile, SessionFileError, StreamView
 from recorderd.wire import (
     CONTROL_WORD,
@@ -211,7 +210,7 @@ class SessionSource:
     def _control_states(self) -> list[ControlState]:
         states = []
         skipped = 0
-        for record in session_records(self.dir):  # every shard's, merged in time
+        for record in self.file.control_records():  # every shard's, merged in time
             if L.CONTROL_EVENT in record:  # a node's join or leave: the tokens replay those
                 continue
             record.pop("received_at", None)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from recorderd.session import layout as L
 from recorderd.session.safefs import open_fd
 
 
@@ -61,17 +60,4 @@ def read_records(path: Path, tail_bytes: int | None = None) -> list[dict[str, An
             continue
         if isinstance(record, dict):
             records.append(record)
-    return records
-
-
-def session_records(session_dir: Path) -> list[dict[str, Any]]:
-    """Every record of a session's control logs: ``control_states.jsonl``, or each shard's
-    ``control_states.<shard>.jsonl`` merged by the time the recorders received them."""
-    logs = [files.control for files in L.session_file_sets(session_dir)] or [
-        L.SessionFiles(session_dir).control
-    ]
-    if len(logs) == 1:
-        return read_records(logs[0])
-    records = [r for path in logs for r in read_records(path)]
-    records.sort(key=lambda r: str(r.get("received_at") or ""))  # ISO 8601 UTC; stable
     return records

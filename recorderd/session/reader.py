@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from recorderd.session import layout as L
+from recorderd.session.controllog import read_records
 from recorderd.session.datafile import DataFile
 from recorderd.session.recovery import SessionState
 from recorderd.session.schema import TOP_GROUPS
+from recorderd.session.statistics import merged
 from recorderd.session.views import DatasetView, SessionFileError, StreamView, plain
 
 __all__ = [
@@ -192,34 +194,29 @@ class SessionFile:
             node, layer = L.split_population(pop)
             yield self.stream(kind, node, layer)
 
+    def control_records(self) -> list[dict[str, Any]]:
+        """Every record of the control logs (``control_states.jsonl``, each shard's
+        ``control_states.<shard>.jsonl``); several logs merged by the time received."""
+        logs = [f.files.control for f in self.files]
+        if len(logs) == 1:
+            return read_records(logs[0])
+        records = [r for path in logs for r in read_records(path)]
+        records.sort(key=lambda r: str(r.get("received_at") or ""))  # ISO 8601 UTC; stable
+        return records
+
+    def statistics(self) -> dict[str, Any]:
+        """``recording_statistics.json``, or the copy inside the HDF5 file; for a sharded
+        session the shards' documents merged (:func:`~recorderd.session.statistics.merged`)."""
+        documents: dict[str | None, dict[str, Any]] = {}
+        for f in self.files:
+            path = f.files.statistics
+            if path.exists():
+                documents[f.files.shard] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                text = f.metadata_attrs().get(L.ATTR_STATISTICS)
+                documents[f.files.shard] = json.loads(text) if text else {}
+        return merged(documents)
+
     def storage_bytes(self, kind: str) -> int:
         """Bytes the datasets under ``spikes``, ``membrane`` or ``weights`` take in the files."""
         return sum(f.storage_bytes(kind) for f in self.files)
-
-
-def merged_statistics(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
-    """One statistics document for a sharded session: counters summed, streams joined.
-
-    ``documents`` maps each shard (None: the unsharded file) to its document. The result
-    has the first document's keys, ``totals`` and ``rejected`` summed, ``streams`` joined
-    (a stream in two documents keeps the first's counters) and ``shards``: each shard's
-    own document.
-    """
-    if len(documents) == 1:
-        return dict(next(iter(documents.values())))
-    docs = list(documents.values())
-    out = {k: v for k, v in docs[0].items() if k not in ("shard", "shard_nodes", "coverage")}
-    totals: dict[str, Any] = {}
-    rejected: dict[str, int] = {}
-    streams: dict[str, Any] = {}
-    for doc in docs:
-        for key, value in doc.get("totals", {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                totals[key] = totals.get(key, 0) + value
-        for reason, count in doc.get("rejected", {}).items():
-            rejected[reason] = rejected.get(reason, 0) + int(count)
-        for key, stream in doc.get("streams", {}).items():
-            streams.setdefault(key, stream)
-    out["totals"], out["rejected"], out["streams"] = totals, rejected, streams
-    out["shards"] = {str(shard): doc for shard, doc in documents.items()}
-    return out

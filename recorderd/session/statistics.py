@@ -1,4 +1,5 @@
-"""The statistics document of a session (``recording_statistics.json``): its counter names.
+"""The statistics document of a session (``recording_statistics.json``): its counter names,
+and how the documents of a sharded session's recorders make one.
 
 The recorder core counts under these names (``recorderd.core.stats``) and the analysis
 sums them over recorder runs; ``docs/recording-format.md`` says what each one means.
@@ -6,7 +7,7 @@ sums them over recorder runs; ``docs/recording-format.md`` says what each one me
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 #: The summable counters of a stream (``first_step``/``last_step`` are not sums).
 COUNTERS: Final = (
@@ -23,3 +24,31 @@ COUNTERS: Final = (
 )
 #: Per-stream fields that are not sums: the first and the latest accepted step.
 STEP_FIELDS: Final = ("first_step", "last_step")
+
+
+def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
+    """One statistics document for a sharded session: counters summed, streams joined.
+
+    ``documents`` maps each shard (None: the unsharded file) to its document. The result
+    has the first document's keys, ``totals`` and ``rejected`` summed, ``streams`` joined
+    (a stream in two documents keeps the first's counters) and ``shards``: each shard's
+    own document.
+    """
+    if len(documents) == 1:
+        return dict(next(iter(documents.values())))
+    docs = list(documents.values())
+    out = {k: v for k, v in docs[0].items() if k not in ("shard", "shard_nodes", "coverage")}
+    totals: dict[str, Any] = {}
+    rejected: dict[str, int] = {}
+    streams: dict[str, Any] = {}
+    for doc in docs:
+        for key, value in doc.get("totals", {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
+        for reason, count in doc.get("rejected", {}).items():
+            rejected[reason] = rejected.get(reason, 0) + int(count)
+        for key, stream in doc.get("streams", {}).items():
+            streams.setdefault(key, stream)
+    out["totals"], out["rejected"], out["streams"] = totals, rejected, streams
+    out["shards"] = {str(shard): doc for shard, doc in documents.items()}
+    return out

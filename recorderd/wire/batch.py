@@ -11,6 +11,7 @@ arbitrary payloads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -87,7 +88,7 @@ class Batch:
             None if self.stamps is None else self.stamps[lo:hi],
         )
 
-    def with_stamps(self, stamps: list[int]) -> Batch:
+    def with_stamps(self, stamps: Sequence[float]) -> Batch:
         """This batch with the Zenoh timestamps of its input messages (one per payload)."""
         self.stamps = np.asarray(stamps, dtype=np.uint64)[self.valid]
         return self
