@@ -50,7 +50,10 @@ one recorderd; 4 paced publishers (``time.perf_counter``) with congestion contro
 offer fixed total rates (20k, 40k, 60k, ... msg/s, 20 s each) until recorderd loses
 messages (its statistics, or published != written), the publishers cannot hold the pace
 (on 2 cores they share the CPU with recorderd), or recorderd falls behind (not all
-written within the flush interval + 1 s after the flush barrier). Then, at half the
+written within the flush interval + 1 s after the flush barrier). After each clean
+step the same paced publishers feed a fresh bare counting subscriber (10 s at most):
+its CPU % at that offered rate is the baseline of recorderd's ("CPU vs count"), since
+at a fixed rate Zenoh's own cost per message is not what it is in a burst. Then, at half the
 highest clean rate, publish -> readable latency on a fresh recorderd: publishers put
 ``time.time()`` (ms) into ``time_ms``; a reader process re-opens the live session with
 ``analysis.reader.SessionReader`` every 100 ms and records (now - time_ms) for each new
@@ -114,6 +117,8 @@ TEMPLATES = 64  # paced publishers: encoded messages per key, re-stamped at each
 STATUS_INTERVAL_S = 0.05
 LATENCY_POLL_S = 0.1
 FLUSH_INTERVAL_S = 1.0  # recorderd's default --flush-interval
+#: Seconds of the bare subscriber's run at each clean sustained rate (its CPU baseline).
+COUNT_STEP_S = 10.0
 PAYLOAD_HEADER = struct.Struct("<Qqd")  # seq, step, time_ms at offset 16 of a data message
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -1262,6 +1267,11 @@ def sustained(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             log(f"sustained: {rate:,} msg/s offered for {secs:g} s")
             step = sustained_step(d, wdir, k, rate, secs)
             steps.append(step)
+            if step["ok"] and step.get("cpu_pct"):
+                # The bare subscriber at the same offered rate: the CPU baseline.
+                step.update(sustained_count(wdir, k, rate, min(secs, COUNT_STEP_S)))
+                if step.get("count_cpu_pct"):
+                    step["cpu_ratio"] = round(step["cpu_pct"] / step["count_cpu_pct"], 2)
             log(f"  -> {step['verdict']}")
             if not step["ok"]:
                 break
@@ -1354,6 +1364,44 @@ def sustained_step(d: Daemon, work: Path, k: int, rate: int, secs: float) -> dic
         return row
     finally:
         finish_publishers(pubs, 30)
+
+
+def sustained_count(work: Path, k: int, rate: int, secs: float) -> dict[str, Any]:
+    """The bare counting subscriber's CPU % with the same paced publishers as a sustained
+    step (the baseline of recorderd's CPU at a fixed offered rate)."""
+    per = rate / 4
+    w = Workload("s", "sustained", 4, 1, int(per * secs), 1000, 0.05)
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    spec = {
+        "kind": "count",
+        "listen": endpoint,
+        "workdir": str(work),
+        "expect": w.total,
+        "keys": [f"{PREFIX}/*/spikes/*"],
+        "max_seconds": secs * 1.5 + 90,
+    }
+    sink = spawn("_sink", spec, f"count-s{k}", work)
+    pubs: list[Child] = []
+    try:
+        if sink.wait_event("ready", 60) is None:
+            return {"count_error": f"sink not ready: {sink.stderr_tail()}"}
+        pubs = start_publishers(
+            w, endpoint, work, f"c{k}", pace=per, duration=secs, congestion="drop",
+            max_wait=secs * 1.5 + 60,
+        )  # fmt: skip
+        problem = connect_publishers(pubs, 60)
+        if problem:
+            return {"count_error": problem}
+        cpu0 = proc_cpu(sink.pid) or 0.0
+        t_go = go(pubs)
+        wait_all_done(pubs, secs * 1.25 + 30)
+        t_end = publisher_figures(pubs)["t_end"] or now()
+        cpu1 = proc_cpu(sink.pid) or cpu0
+        return {"count_cpu_pct": round(100 * (cpu1 - cpu0) / max(t_end - t_go, 1e-9), 1)}
+    finally:
+        finish_publishers(pubs, 30)
+        sink.say("exit")
+        sink.reap(30)
 
 
 def delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, int]:
@@ -1590,8 +1638,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{s.get('achieved', 0):,}", f"{s.get('written', 0):,}",
                 str(s.get("missing", "-")), str(s.get("intake_dropped", "-")),
                 str(s.get("lost", "-")), f"{s.get('max_queued', 0):,}", fnum(s.get("drain_s")),
-                fnum(s.get("cpu_pct")), fnum(s.get("rss_mb")), fnum(s.get("peak_rss_mb")),
-                s["verdict"],
+                fnum(s.get("cpu_pct")), fnum(s.get("count_cpu_pct")),
+                f"{s['cpu_ratio']:.2f}x" if s.get("cpu_ratio") else "-",
+                fnum(s.get("rss_mb")), fnum(s.get("peak_rss_mb")), s["verdict"],
             ]
             for s in sus.get("steps", [])
         ]  # fmt: skip
@@ -1599,7 +1648,7 @@ def markdown(result: dict[str, Any]) -> str:
             [
                 "offered msg/s", "s", "published", "achieved msg/s", "written", "missing",
                 "intake dropped", "lost", "max queued", "drain s", "recorderd CPU %",
-                "RSS MB at end", "peak RSS MB", "verdict",
+                "count CPU %", "CPU vs count", "RSS MB at end", "peak RSS MB", "verdict",
             ],
             rows,
         )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd import wire as P
 from recorderd.core.recorder import Recorder
-from recorderd.daemon.pipeline import BATCH_MESSAGES, Pipeline
+from recorderd.daemon.pipeline import BATCH_MESSAGES, GATHER_S, Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
 from recorderd.session.errors import SessionBusyError
@@ -252,6 +253,33 @@ def test_intake_overflow_is_counted_not_blocking(make_settings: MakeSettings) ->
     st = recorder.statistics
     stream = st.streams["pfc-0/spikes/output"]
     assert st.intake_dropped == 50 and (stream.written, stream.dropped) == (100, 50)
+
+
+def test_a_steady_trickle_is_taken_in_gathered_batches(make_settings: MakeSettings) -> None:
+    # At a steady rate the writer gathers samples for up to GATHER_S instead of taking
+    # what arrived during one idle sleep (a batch per message or two here): a batch's
+    # fixed costs per stream are then paid once per many messages. Nothing is lost.
+    settings = make_settings()
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100_000, flush_interval=1.0)
+    writer = threading.Thread(target=pipe.run)
+    writer.start()
+    n = 300
+    t0 = time.monotonic()
+    for i in range(n):  # one message every ~2 ms, the writer's idle sleep
+        pipe.submit(KEY, spike_message(i, [1, 2]))
+        time.sleep(0.002)
+    elapsed = time.monotonic() - t0
+    pipe.stop()
+    writer.join(60)
+    assert pipe.error is None
+    stream = recorder.statistics.streams["pfc-0/spikes/output"]
+    assert (stream.received, stream.written, stream.missing) == (n, n, 0)
+    # At most one batch per GATHER_S, plus the first, one at the flush and the last.
+    assert 1 <= pipe.batches <= elapsed / GATHER_S + 3
+    with SessionReader(settings.session_dir) as r:
+        assert r.spikes("pfc-0", "output").neuron_ids.size == 2 * n
 
 
 def test_control_sequence_continues_across_recorder_runs(make_settings: MakeSettings) -> None:

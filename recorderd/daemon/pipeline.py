@@ -2,8 +2,9 @@
 
 Zenoh calls :meth:`Pipeline.submit` on its own threads; it only queues the sample in
 the :class:`~recorderd.daemon.intake.Intake` (bounded in messages and bytes, fair between
-nodes; never blocks for long). One thread runs :meth:`Pipeline.run`: it takes samples
-in bounded batches, decodes, validates, hands messages to the
+nodes; never blocks for long). One thread runs :meth:`Pipeline.run`: it gathers
+samples (:data:`GATHER_MESSAGES`, :data:`GATHER_S`), takes them in bounded batches,
+decodes, validates, hands messages to the
 :class:`~recorderd.core.recorder.Recorder`, and flushes every ``flush_interval`` seconds
 (checked after every batch, so the time between flushes stays bounded whatever the
 load). Nothing else touches the session files.
@@ -51,6 +52,17 @@ IDLE_SLEEP_S: Final = 0.002
 #: streams 27.6 -> 9.4 us/message, ``bench/profile_path.py --nodes 64``).
 BATCH_MESSAGES: Final = 4096
 BATCH_BYTES: Final = 16 << 20
+#: The writer gathers before it takes a batch: until this many samples (or bytes) are
+#: queued, or :data:`GATHER_S` has passed since its last batch, or a flush is due. At a
+#: steady rate it would otherwise take what arrived during one idle sleep (~10 messages
+#: per stream at 20,000 msg/s), and a batch's fixed costs per stream (decode, accounting,
+#: buffering: ~100-200 us) would be paid per few messages (``bench/profile_path.py
+#: --batch``: 256 -> 4,096 messages per batch, 15 -> 7.6 us/message).
+GATHER_MESSAGES: Final = 2048
+GATHER_BYTES: Final = 4 << 20
+#: The longest a sample waits to be gathered (at most a tenth of the flush interval):
+#: rows become readable at the next flush anyway, so this adds little to the latency.
+GATHER_S: Final = 0.05
 #: Nodes whose last control state and incarnations the live status keeps, at most.
 MAX_NODES_SEEN: Final = 4096
 #: Incarnations listed per node in the live status (the most recent ones).
@@ -91,6 +103,8 @@ class Pipeline:
         #: The longest time between two flushes so far (seconds), and how many there were.
         self.longest_flush_gap = 0.0
         self.flushes = 0
+        #: Batches the writer took so far (see :data:`GATHER_MESSAGES`).
+        self.batches = 0
         #: Per node: its last control state's fields and its latest incarnations (for the
         #: live status; written by the writer thread only, read as copies).
         self._nodes: dict[str, dict[str, Any]] = {}
@@ -184,12 +198,28 @@ class Pipeline:
     def run(self) -> None:
         """Thread body: drain, decode, record, flush periodically; finish on stop."""
         recorder = self.recorder
-        last_flush = time.monotonic()
+        intake = self.intake
+        last_flush = last_batch = time.monotonic()
+        gather_s = min(GATHER_S, self._flush_interval / 10)
         try:
             while True:
                 stopping = self._stopping.is_set()
-                handled = self._drain()
                 now = time.monotonic()
+                flush_due = now - last_flush >= self._flush_interval
+                queued = len(intake)
+                handled = 0
+                if queued and (
+                    queued >= GATHER_MESSAGES
+                    or intake.bytes >= GATHER_BYTES
+                    or now - last_batch >= gather_s
+                    or flush_due
+                    or stopping
+                ):
+                    handled = self._drain()
+                    last_batch = now
+                    now = time.monotonic()
+                elif self._abort.is_set():
+                    raise WriteAborted()
                 if now - last_flush >= self._flush_interval:
                     self._flush()
                     self.longest_flush_gap = max(
@@ -306,6 +336,7 @@ class Pipeline:
         if self._abort.is_set():
             raise WriteAborted()
         samples = self.intake.take(BATCH_MESSAGES, BATCH_BYTES)
+        self.batches += bool(samples)
         # A data sample's third field is its Zenoh timestamp (an int, see submit).
         groups: dict[str, tuple[list[bytes], list[float]]] = {}
         for key, payload, received_at in samples:
