@@ -60,8 +60,8 @@ def test_the_writer_takes_round_robin_between_nodes() -> None:
         intake.put(key(real), str(i).encode(), 0.0)
     first = intake.take(2 * BATCH, 1 << 30)
     # The real node queued after 1000 flood messages is served within the first round.
-    assert [s.payload for s in first[BATCH : BATCH + 3]] == [b"0", b"1", b"2"]
-    assert len(first) == 2 * BATCH and {s.key for s in first[BATCH + 3 :]} == {key("flood-0")}
+    assert [payload for _, payload, _, _ in first[BATCH : BATCH + 3]] == [b"0", b"1", b"2"]
+    assert len(first) == 2 * BATCH and {k for k, *_ in first[BATCH + 3 :]} == {key("flood-0")}
 
 
 def test_take_is_bounded_in_bytes() -> None:

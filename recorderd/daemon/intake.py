@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from typing import Final, NamedTuple
+from typing import Final, TypeAlias
 
 #: Queues the publishers are hashed into.
 BUCKETS: Final = 64
@@ -39,12 +39,10 @@ ITEM_OVERHEAD: Final = 160
 MAX_DROP_KEYS: Final = 4096
 
 
-class Sample(NamedTuple):
-    """One queued sample: its key, its payload (None for a Zenoh DELETE), when it arrived."""
-
-    key: str
-    payload: bytes | None
-    received_at: float
+#: One queued sample: its key, its payload (None for a Zenoh DELETE), when it arrived,
+#: and the bytes it counts for in the intake's bound. A plain tuple: it is made once per
+#: message on Zenoh's thread.
+Sample: TypeAlias = tuple[str, bytes | None, float, int]
 
 
 class Intake:
@@ -62,10 +60,7 @@ class Intake:
         self._closed = False
         #: Seconds put() spent waiting for room (block mode), in all.
         self.blocked_s = 0.0
-        # Per queue: (key, payload, received_at, size) tuples, cheaper than objects here.
-        self._queues: list[deque[tuple[str, bytes | None, float, int]]] = [
-            deque() for _ in range(BUCKETS)
-        ]
+        self._queues: list[deque[Sample]] = [deque() for _ in range(BUCKETS)]
         self._bytes = [0] * BUCKETS
         self._ring: deque[int] = deque()  # queues with samples, in service order
         self._in_ring = [False] * BUCKETS
@@ -94,19 +89,22 @@ class Intake:
     ) -> bool:
         """Queue one sample (``node``: its publisher, else taken from the key); False if dropped."""
         size = ITEM_OVERHEAD + (len(payload) if payload is not None else 0)
-        q = self._queue_of(key, node)
+        q = self._queue_of_key.get(key) if node is None else None
+        if q is None:
+            q = self._queue_of(key, node)
         with self._lock:
-            full = self.messages >= self.max_messages or self.bytes + size > self.max_bytes
-            if full and self.block:
-                full = not self._wait_for_room(size)
-            if full and not self._make_room(q, key, size):
-                return False
+            messages = self.messages + 1
+            if messages > self.max_messages or self.bytes + size > self.max_bytes:
+                full = not self.block or not self._wait_for_room(size)
+                if full and not self._make_room(q, key, size):
+                    return False
+                messages = self.messages + 1
             self._queues[q].append((key, payload, received_at, size))
             self._bytes[q] += size
             self.bytes += size
-            self.messages += 1
-            if self.messages > self.high_water:
-                self.high_water = self.messages
+            self.messages = messages
+            if messages > self.high_water:
+                self.high_water = messages
             if not self._in_ring[q]:
                 self._in_ring[q] = True
                 self._ring.append(q)
@@ -166,13 +164,18 @@ class Intake:
             while self._ring and len(out) < max_messages and taken < max_bytes:
                 q = self._ring.popleft()
                 queue = self._queues[q]
-                got = 0
-                for _ in range(min(BATCH, len(queue), max_messages - len(out))):
-                    key, payload, received_at, size = queue.popleft()
-                    got += size
-                    out.append(Sample(key, payload, received_at))
-                    if taken + got >= max_bytes:
-                        break
+                pop = queue.popleft
+                items = [pop() for _ in range(min(BATCH, len(queue), max_messages - len(out)))]
+                got = sum([item[3] for item in items])
+                if taken + got >= max_bytes:  # stop at the sample that reaches the bound
+                    got = 0
+                    for i, item in enumerate(items):
+                        got += item[3]
+                        if taken + got >= max_bytes:
+                            queue.extendleft(reversed(items[i + 1 :]))
+                            del items[i + 1 :]
+                            break
+                out += items
                 self._bytes[q] -= got
                 self.bytes -= got
                 taken += got

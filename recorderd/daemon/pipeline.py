@@ -339,7 +339,7 @@ class Pipeline:
         self.batches += bool(samples)
         # A data sample's third field is its Zenoh timestamp (an int, see submit).
         groups: dict[str, tuple[list[bytes], list[float]]] = {}
-        for key, payload, received_at in samples:
+        for key, payload, received_at, _ in samples:
             sk = self._keys.get(key)
             if sk is not None and sk.kind is not None and payload is not None:
                 group = groups.get(key)
