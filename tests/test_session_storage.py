@@ -16,7 +16,8 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd.session import layout as L
 from recorderd.session.appendable import Appendable
-from recorderd.session.chunks import Codec, shuffle
+from recorderd.session.chunks import PROBE_EVERY, Codec, Strategy, shuffle
+from recorderd.session.chunkwriter import ChunkWriter
 from recorderd.session.controllog import ControlLog, read_records
 from recorderd.session.lock import SessionLock
 from recorderd.session.recovery import recover_if_idle
@@ -220,6 +221,55 @@ def test_our_chunks_are_what_hdf5_stores(tmp_path: Path) -> None:
         ds.id.write_direct_chunk((0,), codec.encode(data[:10], 4096, level=1))
     with h5py.File(tmp_path / "p.h5", "r") as f:
         assert f["d"][()].tolist() == data[:10].tolist()
+
+
+def test_a_probe_keeps_the_smaller_strategy_and_hdf5_reads_either(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    # Spike indices of a 1,000-neuron layer at ~5%: run-length deflate is the smaller.
+    ids = np.concatenate([np.flatnonzero(rng.random(1000) < 0.05) for _ in range(400)])
+    ids = ids[:16384].astype("<u4")
+    steps = np.arange(10**6, 10**6 + 4096, dtype="<i8")  # a regular sequence: it is not
+    codec = Codec(4, True)
+    rle_chunk, rle = codec.encode_probe(ids, 16384)
+    assert rle and len(rle_chunk) <= len(codec.encode(ids, 16384))
+    plain_chunk, rle = codec.encode_probe(steps, 4096)
+    assert not rle and len(plain_chunk) < len(codec.encode(steps, 4096, rle=True))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        for name, data, chunk in (("ids", ids, rle_chunk), ("steps", steps, plain_chunk)):
+            ds = f.create_dataset(
+                name,
+                (data.size,),
+                dtype=data.dtype,
+                chunks=(data.size,),
+                compression="gzip",
+                compression_opts=4,
+                shuffle=True,
+            )
+            ds.id.write_direct_chunk((0,), chunk)
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert np.array_equal(f["ids"][()], ids) and np.array_equal(f["steps"][()], steps)
+
+
+def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Path) -> None:
+    strategy = Strategy()
+    writer = ChunkWriter(workers=1)
+    ids = (np.arange(16384 * (PROBE_EVERY + 2), dtype="<u4") * 7) % 1000
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.create_dataset(
+            "d", (0,), maxshape=(None,), dtype="<u4", chunks=(16384,),
+            compression="gzip", compression_opts=4, shuffle=True,
+        )  # fmt: skip
+        probes = 0
+        for k in range(PROBE_EVERY + 2):
+            probes += strategy.until_probe == 0
+            writer.submit(
+                f, "/d", k * 16384, ids[k * 16384 : (k + 1) * 16384], Codec(4, True), strategy
+            )
+        writer.drain(f)
+        writer.close()
+    assert probes == 2  # the first chunk, then one after PROBE_EVERY more
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        assert np.array_equal(f["d"][()], ids)
 
 
 # -- schema ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from recorderd.session.chunks import Codec
+from recorderd.session.chunks import Codec, Strategy
 from recorderd.session.journal import Entry
 
 #: gzip level of the last, partly filled chunk written at close (mostly padding).
@@ -36,6 +36,8 @@ class Appendable:
     created: bool = True
     #: How to encode whole chunks ourselves (a chunk spans whole rows); None: HDF5 writes.
     codec: Codec | None = None
+    #: The zlib strategy of its chunks, probed now and then (``chunks.Strategy``).
+    strategy: Strategy = field(default_factory=Strategy)
     parts: list[npt.NDArray[Any]] = field(default_factory=list)
     rows: int = 0  # tail rows held in memory
     journaled: int = 0  # of those, already in the journal
@@ -132,8 +134,11 @@ class Appendable:
                 part = t[start : start + self.chunk_rows]
                 at = (self.main + start, *zeros)
                 if self.codec is not None:
-                    level = TAIL_CHUNK_LEVEL if part.shape[0] < self.chunk_rows else None
-                    dsid.write_direct_chunk(at, self.codec.encode(part, self.chunk_rows, level))
+                    if part.shape[0] < self.chunk_rows:  # mostly padding: fast and small
+                        chunk = self.codec.encode(part, self.chunk_rows, TAIL_CHUNK_LEVEL)
+                    else:
+                        chunk = self.codec.encode(part, self.chunk_rows, None, self.strategy.rle)
+                    dsid.write_direct_chunk(at, chunk)
                 else:
                     fspace = dsid.get_space()
                     fspace.select_hyperslab(at, part.shape)

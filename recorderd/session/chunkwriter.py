@@ -21,7 +21,7 @@ from typing import Any, Final
 import h5py
 import numpy.typing as npt
 
-from recorderd.session.chunks import Codec
+from recorderd.session.chunks import PROBE_EVERY, Codec, Strategy
 
 #: Encoding threads (this machine class has 2 cores: one for the writer, one for this).
 WORKERS: Final = 2
@@ -35,25 +35,45 @@ class ChunkWriter:
     def __init__(self, workers: int = WORKERS) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
-        # (dataset path, first row, rows in the chunk, row shape, encoded chunk)
-        self._pending: deque[tuple[str, int, int, tuple[int, ...], Future[bytes]]] = deque()
+        # (dataset path, first row, rows in the chunk, row shape, the dataset's strategy if
+        # this chunk probes it, encoded chunk: bytes, or bytes and whether Z_RLE won)
+        self._pending: deque[
+            tuple[str, int, int, tuple[int, ...], Strategy | None, Future[Any]]
+        ] = deque()
 
     def submit(
-        self, file: h5py.File, path: str, first: int, rows: npt.NDArray[Any], codec: Codec
+        self,
+        file: h5py.File,
+        path: str,
+        first: int,
+        rows: npt.NDArray[Any],
+        codec: Codec,
+        strategy: Strategy | None = None,
     ) -> None:
-        """Hand over one whole chunk (``rows`` starting at row ``first`` of ``path``)."""
+        """Hand over one whole chunk (``rows`` starting at row ``first`` of ``path``),
+        compressed with the dataset's ``strategy`` (probed now and then; default zlib
+        strategy if None)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="recorderd-gzip")
         n = int(rows.shape[0])
-        future = self._pool.submit(codec.encode, rows, n)
-        self._pending.append((path, first, n, tuple(rows.shape[1:]), future))
+        probe = None
+        if strategy is None:
+            future: Future[Any] = self._pool.submit(codec.encode, rows, n)
+        elif strategy.until_probe <= 0:
+            probe = strategy
+            strategy.until_probe = PROBE_EVERY
+            future = self._pool.submit(codec.encode_probe, rows, n)
+        else:
+            strategy.until_probe -= 1
+            future = self._pool.submit(codec.encode, rows, n, None, strategy.rle)
+        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, future))
         self.write_ready(file)
         while len(self._pending) > MAX_PENDING:
             self._write_oldest(file)
 
     def write_ready(self, file: h5py.File) -> None:
         """Write the chunks whose encoding is done, oldest first (never out of order)."""
-        while self._pending and self._pending[0][4].done():
+        while self._pending and self._pending[0][5].done():
             self._write_oldest(file)
 
     def drain(self, file: h5py.File) -> None:
@@ -66,8 +86,10 @@ class ChunkWriter:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
-        path, first, n, row_shape, future = self._pending.popleft()
+        path, first, n, row_shape, probe, future = self._pending.popleft()
         data = future.result()
+        if probe is not None:  # the smaller of the two ways wins until the next probe
+            data, probe.rle = data
         dsid = h5py.h5d.open(file.id, path.encode())
         extent = dsid.shape
         if extent[0] < first + n:
