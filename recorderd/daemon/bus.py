@@ -393,7 +393,7 @@ class Bus:
         self._session = open_session(self._config)
 
     def subscribe(
-        self, keys: Sequence[str], submit: Callable[[str, bytes | None, int], None]
+        self, keys: Sequence[str], submit: Callable[[str, bytes | None, int], object]
     ) -> None:
         """Subscribe to ``keys``; each sample goes to ``submit(key, payload, zenoh_time)``
         on Zenoh's thread.
@@ -406,8 +406,11 @@ class Bus:
         put = zenoh.SampleKind.PUT
 
         def on_sample(sample: zenoh.Sample) -> None:
-            # Runs on a Zenoh thread: copy out and hand over, nothing else.
-            payload = sample.payload.to_bytes() if sample.kind == put else None
+            # Runs on a Zenoh thread: copy out and hand over, nothing else. Only an empty
+            # payload can be a DELETE's: the kind is looked at then (0.2 us per message).
+            payload: bytes | None = sample.payload.to_bytes()
+            if not payload and sample.kind != put:
+                payload = None
             stamp = sample.timestamp
             submit(
                 str(sample.key_expr),

@@ -180,15 +180,18 @@ class Daemon:
             await worker_done
             return ExitCode.BUS
         try:
-            keys = subscription_keys(
-                s.prefix,
-                spikes=s.record_spikes,
-                membrane=s.record_membrane,
-                weights=s.record_weights,
-                control=s.record_control,
-                nodes=s.nodes,
+            kinds = {"spikes": s.record_spikes, "membrane": s.record_membrane}
+            data_keys = subscription_keys(
+                s.prefix, **kinds, weights=s.record_weights, control=False, nodes=s.nodes
             )
-            self.bus.subscribe(keys, self.pipeline.submit)
+            # Data keys only: their samples go straight to the intake (submit_data).
+            self.bus.subscribe(data_keys, self.pipeline.submit_data)
+            if s.record_control:
+                control_keys = subscription_keys(
+                    s.prefix, spikes=False, membrane=False, weights=False, control=True,
+                    nodes=s.nodes,
+                )  # fmt: skip
+                self.bus.subscribe(control_keys, self.pipeline.submit)
             barrier = json.dumps({"session": s.session, "shard": s.shard}).encode()
             self.bus.serve_flush_barrier(s.prefix, barrier, s.nodes)
             self.bus.serve_queries(
