@@ -10,12 +10,18 @@ dataset only ever grows by whole chunks and stays an ordinary gzip+shuffle datas
 At most :data:`MAX_PENDING` chunks wait at a time (the writer waits for the oldest
 beyond that), and :meth:`ChunkWriter.drain` writes all of them before a flush commits
 them to the journal.
+
+Per chunk the writer thread holds the GIL for little: a job on a plain queue (no
+``Future``, whose condition variable costs more than the hand-over itself), and the
+dataset it goes to opened once per flush interval (:data:`MAX_OPEN`), not per chunk.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any, Final
 
 import h5py
@@ -27,19 +33,86 @@ from recorderd.session.chunks import PROBE_EVERY, Codec, Strategy
 WORKERS: Final = 2
 #: Chunks handed over and not yet written, at most.
 MAX_PENDING: Final = 64
+#: Datasets kept open between two drains (each open dataset holds HDF5 metadata).
+MAX_OPEN: Final = 256
+
+
+class _Job:
+    """One chunk to encode: set ``done`` (with ``result`` or ``error``) by a worker."""
+
+    __slots__ = ("args", "done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Pool:
+    """Worker threads taking jobs from one queue; one condition says a job is done."""
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._finished = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"recorderd-gzip_{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Job:
+        job = _Job(fn, args)
+        self._jobs.put(job)
+        return job
+
+    def result(self, job: _Job) -> Any:
+        """The job's result (waits for it); raises what the job raised."""
+        if not job.done:
+            with self._finished:
+                while not job.done:
+                    self._finished.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job.result = job.fn(*job.args)
+            except BaseException as exc:  # handed to the writer by result()
+                job.error = exc
+            with self._finished:
+                job.done = True
+                self._finished.notify_all()
+
+    def shutdown(self) -> None:
+        """Drop the jobs not started, let the running ones end, stop the threads."""
+        try:
+            while True:
+                self._jobs.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
 
 
 class ChunkWriter:
     """Encodes chunks on a pool and writes them to their datasets in order."""
 
     def __init__(self, workers: int = WORKERS) -> None:
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Pool | None = None
         self._workers = workers
         # (dataset path, first row, rows in the chunk, row shape, the dataset's strategy if
-        # this chunk probes it, encoded chunk: bytes, or bytes and whether Z_RLE won)
-        self._pending: deque[
-            tuple[str, int, int, tuple[int, ...], Strategy | None, Future[Any]]
-        ] = deque()
+        # this chunk probes it, the job encoding it: bytes, or bytes and whether Z_RLE won)
+        self._pending: deque[tuple[str, int, int, tuple[int, ...], Strategy | None, _Job]] = deque()
+        # Datasets opened since the last drain: path -> (dataset, rows in its extent).
+        # Only this class grows them in between; anything else happens after a drain.
+        self._open: OrderedDict[str, tuple[h5py.h5d.DatasetID, int]] = OrderedDict()
 
     def submit(
         self,
@@ -54,51 +127,63 @@ class ChunkWriter:
         compressed with the dataset's ``strategy`` (probed now and then; default zlib
         strategy if None)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="recorderd-gzip")
+            self._pool = _Pool(self._workers)
         n = int(rows.shape[0])
         probe = None
         if strategy is None:
-            future: Future[Any] = self._pool.submit(codec.encode, rows, n)
+            job = self._pool.submit(codec.encode, rows, n)
         elif strategy.until_probe <= 0:
             probe = strategy
             strategy.until_probe = PROBE_EVERY
-            future = self._pool.submit(codec.encode_probe, rows, n)
+            job = self._pool.submit(codec.encode_probe, rows, n)
         else:
             strategy.until_probe -= 1
-            future = self._pool.submit(codec.encode, rows, n, None, strategy.rle)
-        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, future))
+            job = self._pool.submit(codec.encode, rows, n, None, strategy.rle)
+        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, job))
         self.write_ready(file)
         while len(self._pending) > MAX_PENDING:
             self._write_oldest(file)
 
     def write_ready(self, file: h5py.File) -> None:
         """Write the chunks whose encoding is done, oldest first (never out of order)."""
-        while self._pending and self._pending[0][5].done():
+        while self._pending and self._pending[0][5].done:
             self._write_oldest(file)
 
     def drain(self, file: h5py.File) -> None:
-        """Write every chunk handed over (waits for their encoding)."""
+        """Write every chunk handed over (waits for their encoding); close the datasets."""
         while self._pending:
             self._write_oldest(file)
+        self._open.clear()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
-        path, first, n, row_shape, probe, future = self._pending.popleft()
-        data = future.result()
+        path, first, n, row_shape, probe, job = self._pending.popleft()
+        assert self._pool is not None
+        data = self._pool.result(job)
         if probe is not None:  # the smaller of the two ways wins until the next probe
             data, probe.rle = data
-        dsid = h5py.h5d.open(file.id, path.encode())
-        extent = dsid.shape
-        if extent[0] < first + n:
-            dsid.set_extent((first + n, *row_shape))
+        known = self._open.get(path)
+        if known is None:
+            dsid = h5py.h5d.open(file.id, path.encode())
+            extent = int(dsid.shape[0])
+            if len(self._open) >= MAX_OPEN:
+                self._open.popitem(last=False)
+        else:
+            dsid, extent = known
+            self._open.move_to_end(path)
+        if extent < first + n:
+            extent = first + n
+            dsid.set_extent((extent, *row_shape))
+        self._open[path] = (dsid, extent)
         dsid.write_direct_chunk((first, *(0,) * len(row_shape)), data)
 
     def close(self) -> None:
         """Stop the pool (pending chunks are dropped: call :meth:`drain` first)."""
         self._pending.clear()
+        self._open.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
