@@ -64,6 +64,18 @@ def test_the_writer_takes_round_robin_between_nodes() -> None:
     assert len(first) == 2 * BATCH and {k for k, *_ in first[BATCH + 3 :]} == {key("flood-0")}
 
 
+def test_what_fits_is_taken_whole_in_each_keys_order() -> None:
+    intake = Intake(max_messages=10_000, max_bytes=1 << 30, prefix="brain")
+    sent = [(key(f"n{i % 3}", f"l{i % 2}"), str(i).encode()) for i in range(60)]
+    for k, payload in sent:
+        intake.put(k, payload, 0.0)
+    got = intake.take(4096, 16 << 20)
+    assert len(got) == 60 and len(intake) == 0 and intake.bytes == 0
+    for k in {k for k, _ in sent}:  # every key's samples in the order they came
+        assert [p for kk, p, _, _ in got if kk == k] == [p for kk, p in sent if kk == k]
+    assert intake.take(4096, 16 << 20) == []
+
+
 def test_take_is_bounded_in_bytes() -> None:
     intake = Intake(max_messages=1000, max_bytes=1 << 30, prefix="brain")
     for _ in range(10):

@@ -11,9 +11,10 @@ At most :data:`MAX_PENDING` chunks wait at a time (the writer waits for the olde
 beyond that), and :meth:`ChunkWriter.drain` writes all of them before a flush commits
 them to the journal.
 
-Per chunk the writer thread holds the GIL for little: a job on a plain queue (no
-``Future``, whose condition variable costs more than the hand-over itself), and the
-dataset it goes to opened once per flush interval (:data:`MAX_OPEN`), not per chunk.
+Per chunk the writer thread holds the GIL for little: chunks are handed over
+:data:`STAGE` at a time as one job on a plain queue (waking a worker costs more than
+encoding a chunk's worth of bookkeeping; no ``Future`` either), and the dataset a chunk
+goes to is opened once per flush interval (:data:`MAX_OPEN`), not per chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ WORKERS: Final = 2
 MAX_PENDING: Final = 64
 #: Datasets kept open between two drains (each open dataset holds HDF5 metadata).
 MAX_OPEN: Final = 256
+#: Chunks handed to the pool as one job (fewer wake-ups of its threads).
+STAGE: Final = 8
 
 
 class _Job:
@@ -101,6 +104,11 @@ class _Pool:
             t.join()
 
 
+def _encode_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """One job of the pool: every staged chunk's encoding, in order."""
+    return [fn(*args) for fn, args in calls]
+
+
 class ChunkWriter:
     """Encodes chunks on a pool and writes them to their datasets in order."""
 
@@ -108,8 +116,12 @@ class ChunkWriter:
         self._pool: _Pool | None = None
         self._workers = workers
         # (dataset path, first row, rows in the chunk, row shape, the dataset's strategy if
-        # this chunk probes it, the job encoding it: bytes, or bytes and whether Z_RLE won)
-        self._pending: deque[tuple[str, int, int, tuple[int, ...], Strategy | None, _Job]] = deque()
+        # this chunk probes it, [the job encoding it or None while staged, its index in
+        # the job's results]): bytes, or bytes and whether Z_RLE won.
+        self._pending: deque[tuple[str, int, int, tuple[int, ...], Strategy | None, list[Any]]] = (
+            deque()
+        )
+        self._staged: list[tuple[Callable[..., Any], tuple[Any, ...], list[Any]]] = []
         # Datasets opened since the last drain: path -> (dataset, rows in its extent).
         # Only this class grows them in between; anything else happens after a drain.
         self._open: OrderedDict[str, tuple[h5py.h5d.DatasetID, int]] = OrderedDict()
@@ -126,27 +138,40 @@ class ChunkWriter:
         """Hand over one whole chunk (``rows`` starting at row ``first`` of ``path``),
         compressed with the dataset's ``strategy`` (probed now and then; default zlib
         strategy if None)."""
-        if self._pool is None:
-            self._pool = _Pool(self._workers)
         n = int(rows.shape[0])
         probe = None
         if strategy is None:
-            job = self._pool.submit(codec.encode, rows, n)
+            call: tuple[Callable[..., Any], tuple[Any, ...]] = (codec.encode, (rows, n))
         elif strategy.until_probe <= 0:
             probe = strategy
             strategy.until_probe = PROBE_EVERY
-            job = self._pool.submit(codec.encode_probe, rows, n)
+            call = (codec.encode_probe, (rows, n))
         else:
             strategy.until_probe -= 1
-            job = self._pool.submit(codec.encode, rows, n, None, strategy.rle)
-        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, job))
+            call = (codec.encode, (rows, n, None, strategy.rle))
+        ref: list[Any] = [None, 0]
+        self._staged.append((*call, ref))
+        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, ref))
+        if len(self._staged) >= STAGE:
+            self._dispatch()
         self.write_ready(file)
         while len(self._pending) > MAX_PENDING:
             self._write_oldest(file)
 
+    def _dispatch(self) -> None:
+        """Hand the staged chunks to the pool as one job."""
+        if not self._staged:
+            return
+        if self._pool is None:
+            self._pool = _Pool(self._workers)
+        job = self._pool.submit(_encode_all, [(fn, args) for fn, args, _ in self._staged])
+        for i, (_, _, ref) in enumerate(self._staged):
+            ref[0], ref[1] = job, i
+        self._staged.clear()
+
     def write_ready(self, file: h5py.File) -> None:
         """Write the chunks whose encoding is done, oldest first (never out of order)."""
-        while self._pending and self._pending[0][5].done:
+        while self._pending and (job := self._pending[0][5][0]) is not None and job.done:
             self._write_oldest(file)
 
     def drain(self, file: h5py.File) -> None:
@@ -160,9 +185,11 @@ class ChunkWriter:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
-        path, first, n, row_shape, probe, job = self._pending.popleft()
+        path, first, n, row_shape, probe, ref = self._pending.popleft()
+        if ref[0] is None:
+            self._dispatch()
         assert self._pool is not None
-        data = self._pool.result(job)
+        data = self._pool.result(ref[0])[ref[1]]
         if probe is not None:  # the smaller of the two ways wins until the next probe
             data, probe.rle = data
         known = self._open.get(path)
@@ -183,6 +210,7 @@ class ChunkWriter:
     def close(self) -> None:
         """Stop the pool (pending chunks are dropped: call :meth:`drain` first)."""
         self._pending.clear()
+        self._staged.clear()
         self._open.clear()
         if self._pool is not None:
             self._pool.shutdown()
