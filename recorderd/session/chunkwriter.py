@@ -21,7 +21,7 @@ from typing import Any, Final
 import h5py
 import numpy.typing as npt
 
-from recorderd.session.chunks import Codec
+from recorderd.session.appendable import Appendable
 
 #: Encoding threads (this machine class has 2 cores: one for the writer, one for this).
 WORKERS: Final = 2
@@ -35,18 +35,19 @@ class ChunkWriter:
     def __init__(self, workers: int = WORKERS) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
-        # (dataset path, first row, rows in the chunk, row shape, encoded chunk)
-        self._pending: deque[tuple[str, int, int, tuple[int, ...], Future[bytes]]] = deque()
+        # (dataset, first row, rows in the chunk, row shape, encoded chunk)
+        self._pending: deque[tuple[Appendable, int, int, tuple[int, ...], Future[bytes]]] = deque()
 
-    def submit(
-        self, file: h5py.File, path: str, first: int, rows: npt.NDArray[Any], codec: Codec
-    ) -> None:
-        """Hand over one whole chunk (``rows`` starting at row ``first`` of ``path``)."""
+    def submit(self, file: h5py.File, a: Appendable, first: int, rows: npt.NDArray[Any]) -> None:
+        """Hand over one whole chunk (``rows`` starting at row ``first`` of dataset ``a``,
+        whose codec is known)."""
+        if a.codec is None:
+            raise ValueError(f"{a.path}: no codec to encode its chunks with")
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="recorderd-gzip")
         n = int(rows.shape[0])
-        future = self._pool.submit(codec.encode, rows, n)
-        self._pending.append((path, first, n, tuple(rows.shape[1:]), future))
+        future = self._pool.submit(a.codec.encode, rows, n)
+        self._pending.append((a, first, n, tuple(rows.shape[1:]), future))
         self.write_ready(file)
         while len(self._pending) > MAX_PENDING:
             self._write_oldest(file)
@@ -66,13 +67,14 @@ class ChunkWriter:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
-        path, first, n, row_shape, future = self._pending.popleft()
+        a, first, n, row_shape, future = self._pending.popleft()
         data = future.result()
-        dsid = h5py.h5d.open(file.id, path.encode())
+        dsid = h5py.h5d.open(file.id, a.path.encode())
         extent = dsid.shape
         if extent[0] < first + n:
             dsid.set_extent((first + n, *row_shape))
         dsid.write_direct_chunk((first, *(0,) * len(row_shape)), data)
+        a.wrote(len(data))
 
     def close(self) -> None:
         """Stop the pool (pending chunks are dropped: call :meth:`drain` first)."""
