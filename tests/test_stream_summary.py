@@ -21,6 +21,7 @@ from recorderd import wire as P
 from recorderd.daemon.settings import load_settings
 from recorderd.session import layout as L
 from recorderd.session import writer as writer_module
+from recorderd.session.summary import MAX_RUNS
 from recorderd.session.views import storage_under
 from tests.helpers import data_message, feed
 from tests.processes import sim_analyzer
@@ -201,3 +202,12 @@ def test_a_crashed_run_leaves_no_summary_that_is_used(tmp_path: Path) -> None:
     more = [spikes("a", "l0", 11, [4], incarnation=2, dt_ms=0.5), spikes("c", "new", 0, [1])]
     record(tmp_path, more)
     assert summarized_streams(session) == {"c/spikes/new"}
+
+
+def test_a_stream_of_too_many_incarnations_is_read_from_the_file(tmp_path: Path) -> None:
+    # One batch holding every incarnation, then one more message each on its own.
+    churn = [spikes("a", "churn", 0, [1], incarnation=i + 1) for i in range(MAX_RUNS + 5)]
+    session = record(tmp_path, [*churn, spikes("a", "calm", 0, [2])])
+    assert summarized_streams(session) == {"a/spikes/calm"}
+    with SessionReader(session) as r:
+        assert len(r.facts("a", "churn").runs) == MAX_RUNS + 5
