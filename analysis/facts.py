@@ -6,6 +6,10 @@ answer used to reopen the stream and re-read its attributes and frame index. A
 :class:`StreamFacts` is the small record all of them need (no per-message or per-neuron
 array), made on first use by :meth:`analysis.reader.SessionReader.facts` and kept for
 the reader's life: a few hundred bytes per stream, whatever its length.
+
+A cleanly closed file written by a recent recorder holds these facts in its stream
+summary (``/metadata/summary``, :mod:`recorderd.session.summary`): they are then taken
+from there (:func:`from_summary`) and the stream is not opened for them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analysis.records import Run, missing_messages, runs_of, span_of
+from analysis.records import Run, missing_messages, runs_from, runs_of, span_of
 from recorderd.session import layout as L
+from recorderd.session.reader import StreamSummary
 
 if TYPE_CHECKING:
     from analysis.reader import SessionReader
@@ -107,4 +112,33 @@ def gather(reader: SessionReader, kind: str, node_id: str, layer: str) -> Stream
         runs=runs,
         missing=0 if empty else missing_messages(fr),
         storage_bytes=reader.stream_storage_bytes(node_id, layer, kind),
+    )
+
+
+def from_summary(s: StreamSummary, node_id: str, layer: str) -> StreamFacts:
+    """A stream's facts from its row of the file's stream summary: the same values
+    :func:`gather` reads from the stream itself."""
+    runs = s.runs
+    empty = s.frames == 0
+    dt = 1.0 if s.dt_ms is None else s.dt_ms
+    extremes = [(r.incarnation, r.first_step, r.last_step, r.t_first_ms, r.t_last_ms) for r in runs]
+    return StreamFacts(
+        kind=s.kind,
+        node_id=node_id,
+        layer=layer,
+        shape=s.shape,
+        dt_attr=s.dt_ms,
+        subsample_rate=s.subsample_rate,
+        sorting=s.sorting,
+        recorded=s.recorded,
+        frames=s.frames,
+        spike_rows=s.spike_rows,
+        total_count=s.total_count,
+        first_step=None if empty else min(r.first_step for r in runs),
+        last_step=None if empty else max(r.last_step for r in runs),
+        t_first_ms=None if empty else min(r.t_first_ms for r in runs),
+        t_last_ms=None if empty else max(r.t_last_ms for r in runs),
+        runs=() if empty else tuple(runs_from(extremes, dt)),
+        missing=sum(r.seq_last - r.seq_first + 1 - r.frames for r in runs),
+        storage_bytes=s.storage_bytes,
     )

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from analysis.facts import StreamFacts, gather
+from analysis.facts import StreamFacts, from_summary, gather
 from analysis.paths import session_dir as folder_of
 from analysis.records import (
     AnalysisError,
@@ -165,11 +165,19 @@ class SessionReader(ClosesOnExit):
 
     def facts(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> StreamFacts:
         """A stream's attributes and frame-index figures, read once per reader
-        (:class:`analysis.facts.StreamFacts`)."""
+        (:class:`analysis.facts.StreamFacts`): from the file's stream summary if it has
+        one that holds, else from the stream."""
         key = (group_of(kind), node_id, layer)
         found = self._facts.get(key)
         if found is None:
-            found = self._facts[key] = gather(self, *key)
+            row = self._file.summary(*key)
+            if row is None:
+                found = gather(self, *key)
+            else:
+                found = from_summary(row, node_id, layer)
+                if key[0] == L.SPIKES:  # every frame's spike rows are written
+                    self._extents.setdefault((node_id, layer), (found.frames, found.spike_rows))
+            self._facts[key] = found
         return found
 
     def layer_size(self, node_id: str, layer: str, kind: StreamKind = L.SPIKES) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +67,23 @@ class Run:
 
 def runs_of(frames: Frames, dt_ms: float) -> list[Run]:
     """The recorded span of each incarnation of a stream, in time order (the one definition)."""
-    runs = []
+    extremes = []
     for inc in np.unique(frames.incarnation):
         mine = frames.incarnation == inc
         steps, times = frames.steps[mine], frames.times_ms[mine]
-        a, b = int(steps.min()), int(steps.max())
-        t0, t1 = float(times.min()), float(times.max())
+        extremes.append(
+            (int(inc), int(steps.min()), int(steps.max()), float(times.min()), float(times.max()))
+        )
+    return runs_from(extremes, dt_ms)
+
+
+def runs_from(extremes: Iterable[tuple[int, int, int, float, float]], dt_ms: float) -> list[Run]:
+    """:func:`runs_of` from each incarnation's ``(incarnation, first step, last step,
+    first time, last time)``, in incarnation order (as a stream summary holds them)."""
+    runs = []
+    for inc, a, b, t0, t1 in extremes:
         run_dt = (t1 - t0) / (b - a) if b > a else dt_ms
-        runs.append(Run(int(inc), a, b, t0, t1 + run_dt))
+        runs.append(Run(inc, a, b, t0, t1 + run_dt))
     runs.sort(key=lambda r: r.t_start_ms)
     return runs
 

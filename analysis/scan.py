@@ -221,6 +221,8 @@ def population_info(reader: SessionReader, node_id: str, layer: str) -> Populati
         neurons = np.zeros(0, np.uint32)
         for chunk in reader.iter_spike_chunks(node_id, layer, with_steps=False):
             neurons = np.union1d(neurons, chunk.neuron_ids).astype(np.uint32)
+    elif f.recorded == f.layer_size:  # every neuron (a full list is the same): no read
+        neurons = np.arange(f.recorded, dtype=np.uint32)
     else:
         neurons = reader.recorded_neurons(node_id, layer)
     return PopulationInfo(

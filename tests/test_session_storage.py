@@ -16,7 +16,7 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd.session import layout as L
 from recorderd.session.appendable import Appendable
-from recorderd.session.chunks import PROBE_EVERY, Codec, Strategy, shuffle
+from recorderd.session.chunks import PROBE_EVERY, Codec, shuffle
 from recorderd.session.chunkwriter import ChunkWriter
 from recorderd.session.controllog import ControlLog, read_records
 from recorderd.session.lock import SessionLock
@@ -251,9 +251,12 @@ def test_a_probe_keeps_the_smaller_strategy_and_hdf5_reads_either(tmp_path: Path
 
 
 def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Path) -> None:
-    strategy = Strategy()
+    a = Appendable("/d", 16384, np.dtype("<u4"), (), 0, codec=Codec(4, True))
     writer = ChunkWriter(workers=1)
-    ids = (np.arange(16384 * (PROBE_EVERY + 2), dtype="<u4") * 7) % 1000
+    rng = np.random.default_rng(4)  # spike indices of a 1,000-neuron layer at ~5%
+    n = 16384 * (PROBE_EVERY + 2)
+    ids = np.concatenate([np.flatnonzero(rng.random(1000) < 0.05) for _ in range(n // 40)])
+    ids = ids[:n].astype("<u4")
     with h5py.File(tmp_path / "w.h5", "w") as f:
         f.create_dataset(
             "d", (0,), maxshape=(None,), dtype="<u4", chunks=(16384,),
@@ -261,15 +264,15 @@ def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Pat
         )  # fmt: skip
         probes = 0
         for k in range(PROBE_EVERY + 2):
-            probes += strategy.until_probe == 0
-            writer.submit(
-                f, "/d", k * 16384, ids[k * 16384 : (k + 1) * 16384], Codec(4, True), strategy
-            )
+            probes += a.strategy.until_probe == 0
+            writer.submit(f, a, k * 16384, ids[k * 16384 : (k + 1) * 16384])
         writer.drain(f)
         writer.close()
     assert probes == 2  # the first chunk, then one after PROBE_EVERY more
+    assert a.strategy.rle  # these indices deflate smaller run-length
     with h5py.File(tmp_path / "w.h5", "r") as f:
         assert np.array_equal(f["d"][()], ids)
+        assert a.stored == f["d"].id.get_storage_size()
 
 
 # -- schema ----------------------------------------------------------------------------

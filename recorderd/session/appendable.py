@@ -38,6 +38,9 @@ class Appendable:
     codec: Codec | None = None
     #: The zlib strategy of its chunks, probed now and then (``chunks.Strategy``).
     strategy: Strategy = field(default_factory=Strategy)
+    #: Bytes of its chunks in the file, counted as they are written (the stream summary);
+    #: None once unknown (a dataset of an earlier run, or chunks filtered by HDF5).
+    stored: int | None = 0
     parts: list[npt.NDArray[Any]] = field(default_factory=list)
     rows: int = 0  # tail rows held in memory
     journaled: int = 0  # of those, already in the journal
@@ -57,7 +60,7 @@ class Appendable:
         row_shape = tuple(ds.shape[1:])
         whole_rows = ds.chunks is not None and tuple(ds.chunks[1:]) == row_shape
         codec = Codec.of(ds) if whole_rows else None
-        a = cls(ds.name, chunk_rows, ds.dtype, row_shape, main, codec=codec)
+        a = cls(ds.name, chunk_rows, ds.dtype, row_shape, main, codec=codec, stored=None)
         if n > main:
             a.push(np.asarray(ds[main:n]))
         return a
@@ -112,6 +115,7 @@ class Appendable:
 
     def write_whole_chunks(self, ds: h5py.Dataset) -> None:
         """Move every whole chunk of the tail into the dataset, through HDF5's filters."""
+        self.stored = None  # HDF5's filters: their output size is not seen here
         for first, rows in self.take_whole_chunks():
             ds.resize(first + rows.shape[0], axis=0)
             ds[first : first + rows.shape[0]] = rows
@@ -139,7 +143,9 @@ class Appendable:
                     else:
                         chunk = self.codec.encode(part, self.chunk_rows, None, self.strategy.rle)
                     dsid.write_direct_chunk(at, chunk)
+                    self.wrote(len(chunk))
                 else:
+                    self.stored = None
                     fspace = dsid.get_space()
                     fspace.select_hyperslab(at, part.shape)
                     dsid.write(
@@ -147,6 +153,11 @@ class Appendable:
                     )
         self.main += self.rows
         self.parts, self.rows, self.journaled, self.moved = [], 0, 0, False
+
+    def wrote(self, nbytes: int) -> None:
+        """Count one chunk of ``nbytes`` written directly (never over another chunk)."""
+        if self.stored is not None:
+            self.stored += nbytes
 
     def entry(self) -> Entry | None:
         """The journal entry for what changed since the last one, if anything did."""

@@ -28,7 +28,8 @@ from typing import Any, Final
 import h5py
 import numpy.typing as npt
 
-from recorderd.session.chunks import PROBE_EVERY, Codec, Strategy
+from recorderd.session.appendable import Appendable
+from recorderd.session.chunks import PROBE_EVERY
 
 #: Encoding threads (this machine class has 2 cores: one for the writer, one for this).
 WORKERS: Final = 2
@@ -115,10 +116,10 @@ class ChunkWriter:
     def __init__(self, workers: int = WORKERS) -> None:
         self._pool: _Pool | None = None
         self._workers = workers
-        # (dataset path, first row, rows in the chunk, row shape, the dataset's strategy if
-        # this chunk probes it, [the job encoding it or None while staged, its index in
-        # the job's results]): bytes, or bytes and whether Z_RLE won.
-        self._pending: deque[tuple[str, int, int, tuple[int, ...], Strategy | None, list[Any]]] = (
+        # (dataset, first row, rows in the chunk, row shape, whether this chunk probes the
+        # dataset's strategy, [the job encoding it or None while staged, its index in the
+        # job's results]): bytes, or bytes and whether Z_RLE won.
+        self._pending: deque[tuple[Appendable, int, int, tuple[int, ...], bool, list[Any]]] = (
             deque()
         )
         self._staged: list[tuple[Callable[..., Any], tuple[Any, ...], list[Any]]] = []
@@ -126,24 +127,17 @@ class ChunkWriter:
         # Only this class grows them in between; anything else happens after a drain.
         self._open: OrderedDict[str, tuple[h5py.h5d.DatasetID, int]] = OrderedDict()
 
-    def submit(
-        self,
-        file: h5py.File,
-        path: str,
-        first: int,
-        rows: npt.NDArray[Any],
-        codec: Codec,
-        strategy: Strategy | None = None,
-    ) -> None:
-        """Hand over one whole chunk (``rows`` starting at row ``first`` of ``path``),
-        compressed with the dataset's ``strategy`` (probed now and then; default zlib
-        strategy if None)."""
+    def submit(self, file: h5py.File, a: Appendable, first: int, rows: npt.NDArray[Any]) -> None:
+        """Hand over one whole chunk (``rows`` starting at row ``first`` of dataset ``a``,
+        whose codec is known), compressed with the dataset's zlib strategy (probed every
+        :data:`~recorderd.session.chunks.PROBE_EVERY` chunks)."""
+        codec, strategy = a.codec, a.strategy
+        if codec is None:
+            raise ValueError(f"{a.path}: no codec to encode its chunks with")
         n = int(rows.shape[0])
-        probe = None
-        if strategy is None:
-            call: tuple[Callable[..., Any], tuple[Any, ...]] = (codec.encode, (rows, n))
-        elif strategy.until_probe <= 0:
-            probe = strategy
+        probe = strategy.until_probe <= 0
+        call: tuple[Callable[..., Any], tuple[Any, ...]]
+        if probe:
             strategy.until_probe = PROBE_EVERY
             call = (codec.encode_probe, (rows, n))
         else:
@@ -151,7 +145,7 @@ class ChunkWriter:
             call = (codec.encode, (rows, n, None, strategy.rle))
         ref: list[Any] = [None, 0]
         self._staged.append((*call, ref))
-        self._pending.append((path, first, n, tuple(rows.shape[1:]), probe, ref))
+        self._pending.append((a, first, n, tuple(rows.shape[1:]), probe, ref))
         if len(self._staged) >= STAGE:
             self._dispatch()
         self.write_ready(file)
@@ -185,13 +179,14 @@ class ChunkWriter:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
-        path, first, n, row_shape, probe, ref = self._pending.popleft()
+        a, first, n, row_shape, probe, ref = self._pending.popleft()
         if ref[0] is None:
             self._dispatch()
         assert self._pool is not None
         data = self._pool.result(ref[0])[ref[1]]
-        if probe is not None:  # the smaller of the two ways wins until the next probe
-            data, probe.rle = data
+        if probe:  # the smaller of the two ways wins until the next probe
+            data, a.strategy.rle = data
+        path = a.path
         known = self._open.get(path)
         if known is None:
             dsid = h5py.h5d.open(file.id, path.encode())
@@ -206,6 +201,7 @@ class ChunkWriter:
             dsid.set_extent((extent, *row_shape))
         self._open[path] = (dsid, extent)
         dsid.write_direct_chunk((first, *(0,) * len(row_shape)), data)
+        a.wrote(len(data))
 
     def close(self) -> None:
         """Stop the pool (pending chunks are dropped: call :meth:`drain` first)."""

@@ -18,6 +18,7 @@ import h5py
 from recorderd.session import layout as L
 from recorderd.session.journal import JournalError, Replay, replay
 from recorderd.session.recovery import SessionState, open_readonly, recover_if_idle
+from recorderd.session.summary import StreamSummary, read_summary
 from recorderd.session.views import SessionFileError, StreamView, plain, storage_under
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class DataFile:
         self._journal: Replay | None = None
         self._streams: dict[tuple[str, str, str], StreamView] = {}
         self._tops: dict[str, h5py.h5g.GroupID | None] = {}
+        self._summary: dict[tuple[str, str], StreamSummary] | None = None  # read on first use
         try:
             self._open_journal(recover)
             self._h5 = open_readonly(data)
@@ -142,6 +144,14 @@ class DataFile:
                 del self._streams[next(iter(self._streams))]
             view = self._streams[key] = StreamView(group, f"/{kind}/{pop}", self._journal)
         return view
+
+    def summary(self, kind: str, population: str) -> StreamSummary | None:
+        """A stream's row of the file's stream summary; None if the file has no summary
+        that holds as the file is (only a cleanly closed file's does) or no row for it."""
+        if self._summary is None:
+            found = read_summary(self._h5) if self.state == "clean" else None
+            self._summary = found or {}
+        return self._summary.get((kind, population))
 
     def _top(self, kind: str) -> h5py.h5g.GroupID | None:
         """The top-level group of a kind, opened once (None if the file has none)."""

@@ -51,6 +51,13 @@ MEMBRANE: Final = "membrane"
 WEIGHTS: Final = "weights"
 METADATA: Final = "metadata"
 NODES: Final = "nodes"  # /metadata/nodes/<node_id>
+#: /metadata/summary: one row of facts per stream, written at a clean close
+#: (recorderd.session.summary); tables ``streams`` and ``runs``.
+SUMMARY: Final = "summary"
+SUMMARY_STREAMS: Final = "streams"
+SUMMARY_RUNS: Final = "runs"
+#: A summary row's ``kind`` is an index in this tuple.
+SUMMARY_KINDS: Final = (SPIKES, MEMBRANE, WEIGHTS)
 
 #: Population names join node id and layer with ".", which neither may contain.
 POPULATION_SEP: Final = "."

@@ -28,14 +28,17 @@ from recorderd.session.datafile import DataFile
 from recorderd.session.recovery import SessionState
 from recorderd.session.schema import TOP_GROUPS
 from recorderd.session.statistics import merged
+from recorderd.session.summary import RunSummary, StreamSummary
 from recorderd.session.views import DatasetView, SessionFileError, StreamView, plain
 
 __all__ = [
     "KINDS",
     "DataFile",
     "DatasetView",
+    "RunSummary",
     "SessionFile",
     "SessionFileError",
+    "StreamSummary",
     "StreamView",
     "plain",
 ]
@@ -187,6 +190,13 @@ class SessionFile:
         if owner is None:
             raise KeyError(f"no {kind} stream for node {node_id!r} layer {layer!r}")
         return owner.stream(kind, node_id, layer)
+
+    def summary(self, kind: str, node_id: str, layer: str) -> StreamSummary | None:
+        """A stream's row of the stream summary of the file it is read from (None if that
+        file has no summary that holds, or no row for it: read the stream itself)."""
+        pop = L.population(node_id, layer)
+        owner = self._owners(kind).get(pop)
+        return None if owner is None else owner.summary(kind, pop)
 
     def streams(self, kind: str) -> Iterator[StreamView]:
         """Every stream of a kind, one at a time."""

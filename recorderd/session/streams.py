@@ -10,7 +10,7 @@ with what the file says of it (shape, recorded neurons, sort order, last frame).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import h5py
@@ -31,8 +31,18 @@ from recorderd.session.schema import (
     stored_shape,
     stream_path,
 )
+from recorderd.session.summary import StreamSummary, Tally
 from recorderd.session.tails import Tails
+from recorderd.session.views import storage_under
 from recorderd.wire import Kind
+
+#: The frame index datasets every stream has (frame_zenoh_time only in newer streams).
+FRAME_NAMES = (L.FRAME_STEP, L.FRAME_TIME, L.FRAME_SEQ, L.FRAME_INCARNATION, L.FRAME_COUNT)
+
+
+def top_of(path: str) -> str:
+    """The top-level group of a stream group's path (``/spikes/a.b`` -> ``spikes``)."""
+    return path[1:].split("/", 1)[0]
 
 
 @dataclass
@@ -49,6 +59,55 @@ class StreamHandle:
     #: (incarnation, seq) of the stream's last recorded message, from an earlier run.
     last_frame: tuple[int, int] | None = None
     sorted_by_time: bool = True
+    #: What the stream summary says of it besides its counts (summary.StreamSummary):
+    #: dt_ms, subsample_rate, recorded neurons, bytes of datasets that do not grow.
+    facts: tuple[float | None, float, int, int] = (None, 1.0, 0, 0)
+    #: Its frames counted as appended; None: not all known (left out of the summary).
+    tally: Tally | None = None
+
+    def summary(self, file: h5py.File) -> StreamSummary | None:
+        """The stream's row of the summary (after every row is written), or None if its
+        counts do not account for every row of its datasets."""
+        tally = self.tally
+        if tally is None or tally.runs is None:
+            return None
+        arrays = self.arrays
+        frames = min(arrays[name].main for name in FRAME_NAMES)
+        if L.DATA in arrays:
+            frames = min(frames, arrays[L.DATA].main)
+        spike_rows = 0
+        if self.kind is Kind.SPIKES:
+            spike_rows = min(
+                arrays[n].main for n in (L.TIMESTAMPS, L.NODE_IDS, L.STEPS) if n in arrays
+            )
+            if spike_rows != tally.total_count:
+                return None
+        if tally.frames != frames:
+            return None
+        dt_ms, rate, recorded, fixed_bytes = self.facts
+        stored = [a.stored for a in arrays.values()]
+        if all(b is not None for b in stored):
+            nbytes = fixed_bytes + sum(b for b in stored if b is not None)
+        else:  # chunks HDF5 filtered, or written by an earlier run: ask the file
+            nbytes = storage_under(h5py.h5g.open(file.id, self.path.encode()))
+        sorting = None
+        if self.kind is Kind.SPIKES:
+            sorting = "by_time" if self.sorted_by_time else "none"
+        top, pop = self.path[1:].split("/")
+        return StreamSummary(
+            kind=top,
+            population=pop,
+            shape=self.shape,
+            dt_ms=dt_ms,
+            subsample_rate=rate,
+            sorting=sorting,
+            recorded=recorded,
+            frames=frames,
+            spike_rows=spike_rows,
+            total_count=tally.total_count,
+            storage_bytes=nbytes,
+            runs=tally.run_summaries(),
+        )
 
 
 class Streams:
@@ -62,6 +121,10 @@ class Streams:
         self.pending: list[tuple[StreamSpec, list[Appendable]]] = []
         #: ``sorting`` attribute changes waiting for a window, by group path.
         self.pending_sorting: dict[str, str] = {}
+        #: Every stream opened, by group path (their summary rows at close).
+        self.handles: dict[str, StreamHandle] = {}
+        #: The summary the file held when it was opened (streams continued from it).
+        self.previous: dict[tuple[str, str], StreamSummary] = {}
 
     def open(
         self,
@@ -78,12 +141,16 @@ class Streams:
         path = stream_path(kind, node_id, name)
         top, pop = path[1:].split("/")
         if pop in self._file()[top]:
-            return self._reopen(kind, f"{node_id}/{kind.key_word}/{name}", path, shape)
+            handle = self._reopen(kind, f"{node_id}/{kind.key_word}/{name}", path, shape)
+            self.handles[path] = handle
+            return handle
         recorded = None
         if kind is not Kind.WEIGHTS and subsample_rate < 1.0:
             recorded = select()
             if recorded.size == shape[0]:
                 recorded = None  # every neuron after all: no list
+        count = 0 if kind is Kind.WEIGHTS else shape[0] if recorded is None else recorded.size
+        fixed_bytes = 0 if recorded is None else int(recorded.nbytes)
         spec = StreamSpec(kind, node_id, name, shape, dt_ms, subsample_rate, recorded)
         arrays = {
             s.name: Appendable(
@@ -99,7 +166,11 @@ class Streams:
         }
         self._tails.add(arrays.values())
         self.pending.append((spec, list(arrays.values())))
-        return StreamHandle(kind, path, recorded, shape, arrays)
+        handle = StreamHandle(kind, path, recorded, shape, arrays)
+        handle.facts = (dt_ms, subsample_rate, int(count), fixed_bytes)
+        handle.tally = Tally()
+        self.handles[path] = handle
+        return handle
 
     def _reopen(self, kind: Kind, stream: str, path: str, shape: tuple[int, ...]) -> StreamHandle:
         group = self._file()[path]
@@ -118,6 +189,10 @@ class Streams:
         inc = self._last(arrays.get(L.FRAME_INCARNATION))
         if seq is not None and inc is not None:
             handle.last_frame = (int(inc), int(seq))
+        before = self.previous.get((top_of(path), path.rsplit("/", 1)[1]))
+        if before is not None:  # counted on from the summary of the last clean close
+            handle.facts = (before.dt_ms, before.subsample_rate, before.recorded, 0)
+            handle.tally = Tally(before.runs, before.total_count)
         return handle
 
     def _last(self, a: Appendable | None) -> Any:
@@ -157,7 +232,21 @@ class Streams:
     def _push(self, a: Appendable, rows: npt.NDArray[Any]) -> None:
         self._tails.push(a, rows, self._file())
 
+    def summaries(self, file: h5py.File) -> list[StreamSummary]:
+        """The summary rows of the streams opened (at close, every row written), and of
+        the streams of the last clean close's summary that this run did not open (their
+        last chunk was rewritten: their bytes are asked of the file)."""
+        out = [s for h in self.handles.values() if (s := h.summary(file)) is not None]
+        for (top, pop), before in self.previous.items():
+            path = f"/{top}/{pop}"
+            if path not in self.handles:
+                nbytes = storage_under(h5py.h5g.open(file.id, path.encode()))
+                out.append(replace(before, storage_bytes=nbytes))
+        return out
+
     def _append_frames(self, handle: StreamHandle, frames: Frames) -> None:
+        if handle.tally is not None:
+            handle.tally.add(frames)
         arrays = handle.arrays
         self._push(arrays[L.FRAME_STEP], frames.steps)
         self._push(arrays[L.FRAME_TIME], frames.times_ms)

@@ -92,7 +92,7 @@ class Tails:
             a.write_whole_chunks(file[a.path])
         else:
             for first, rows in a.take_whole_chunks():
-                self._chunks.submit(file, a.path, first, rows, a.codec, a.strategy)
+                self._chunks.submit(file, a, first, rows)
         self._bytes += a.tail_bytes - before
 
     def created(self, arrays: Iterable[Appendable], file: h5py.File) -> None:

@@ -58,6 +58,7 @@ from recorderd.session.schema import (
 )
 from recorderd.session.statsfile import StatisticsFile
 from recorderd.session.streams import Streams
+from recorderd.session.summary import read_summary, write_summary
 from recorderd.session.superblock import clear_status_flags
 from recorderd.session.tails import Tails
 
@@ -185,6 +186,11 @@ class SessionWriter:
         self.subsample_seed = int(meta.attrs[L.ATTR_SUBSAMPLE_SEED])
         previous = meta.attrs.get(L.ATTR_STATISTICS)
         self.previous_statistics = json.loads(previous) if previous else None
+        # The last clean close's stream summary: its streams are counted on from it. It
+        # is removed now and written anew at this run's clean close (a crash leaves none).
+        self.streams.previous = read_summary(root) or {}
+        if L.SUMMARY in meta:
+            del meta[L.SUMMARY]
         meta.attrs[L.ATTR_RECORDER_RUNS] = int(meta.attrs[L.ATTR_RECORDER_RUNS]) + 1
         meta.attrs[L.ATTR_RECORDER_VERSION] = __version__
         meta.attrs[L.ATTR_RECORDER_CONFIG] = self._config_json
@@ -232,11 +238,22 @@ class SessionWriter:
                 self._create_pending()
                 self._tails.write_all(self._file, self.checkpoint)
                 self.checkpoint()
+                summaries = self.streams.summaries(self._file)
+                self.checkpoint()
                 # The last window: never cut short, and it ends with the file closed.
                 self._reopen(swmr=False)
                 root = self._file
                 self._apply_pending(root)
-                root[L.METADATA].attrs[L.ATTR_STOP_TIME] = utc_now()
+                meta = root[L.METADATA]
+                stop = utc_now()
+                meta.attrs[L.ATTR_STOP_TIME] = stop
+                write_summary(
+                    meta,
+                    summaries,
+                    stop_time_utc=stop,
+                    recorder_runs=int(meta.attrs[L.ATTR_RECORDER_RUNS]),
+                    filters=self._filters,
+                )
                 if statistics is not None:
                     self._statistics.write(statistics, into=root)
                 root.close()
