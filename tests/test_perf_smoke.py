@@ -49,4 +49,6 @@ def test_perf_quick(tmp_path: Path) -> None:
         assert f"| {sink} |" in run.stdout
     sustained = result["sustained"]
     assert sustained["steps"], sustained
+    for step in sustained["steps"]:  # the bare subscriber's CPU after every clean step
+        assert not step["ok"] or "count_cpu_pct" in step, step
     assert sustained["latency"]["frames"] > 0, sustained["latency"]
