@@ -3,8 +3,8 @@
 ``--messages`` spike messages of ``--nodes`` nodes (default 4; one 1,000-neuron
 layer each, ~5% firing, interleaved as they arrive from a bus) are pre-encoded, then
 handed to recorderd's own ``Pipeline`` exactly as its Zenoh callback does
-(``Pipeline.submit``), and drained by the writer's own batch step
-(``Pipeline._drain``) whenever a batch is queued; the clock stops when the session is
+(``Pipeline.submit_data``: the intake's ``put``), and drained by the writer's own batch step
+(``Pipeline._drain``) whenever ``--batch`` messages are queued; the clock stops when the session is
 finished (closed). No Zenoh, no threads but the compression pool: this is the
 per-message Python cost, then compression and HDF5.
 
@@ -90,7 +90,7 @@ def main() -> int:
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         for key, payload in msgs:
-            pipe.submit(key, payload)
+            pipe.submit_data(key, payload, 0)  # data keys: what the daemon's callback calls
             if len(pipe.intake) >= args.batch:
                 pipe._drain()
         while len(pipe.intake):
