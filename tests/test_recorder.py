@@ -282,6 +282,27 @@ def test_a_steady_trickle_is_taken_in_gathered_batches(make_settings: MakeSettin
         assert r.spikes("pfc-0", "output").neuron_ids.size == 2 * n
 
 
+def test_gathering_never_makes_a_small_intake_drop(make_settings: MakeSettings) -> None:
+    # An intake of 100 messages, fed 20 every ~5 ms: the writer takes it when a quarter
+    # full, instead of letting it fill while it gathers for up to GATHER_S.
+    settings = make_settings()
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=1.0)
+    writer = threading.Thread(target=pipe.run)
+    writer.start()
+    n = 0
+    for _ in range(60):
+        for _ in range(20):
+            pipe.submit(KEY, spike_message(n, [1]))
+            n += 1
+        time.sleep(0.005)
+    pipe.stop()
+    writer.join(60)
+    stream = recorder.statistics.streams["pfc-0/spikes/output"]
+    assert (pipe.intake.dropped, stream.written) == (0, n)
+
+
 def test_control_sequence_continues_across_recorder_runs(make_settings: MakeSettings) -> None:
     def control(seq: int) -> tuple[str, bytes]:
         state = P.ControlState(

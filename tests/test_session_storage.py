@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -273,6 +274,43 @@ def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Pat
     with h5py.File(tmp_path / "w.h5", "r") as f:
         assert np.array_equal(f["d"][()], ids)
         assert a.stored == f["d"].id.get_storage_size()
+
+
+class _FailingCodec(Codec):
+    """Encodes like gzip+shuffle, but its chunk starting at row 16,384 cannot be encoded."""
+
+    def encode(
+        self, rows: Any, chunk_rows: int, level: int | None = None, rle: bool = False
+    ) -> bytes:
+        if rows[0] == 16384:
+            raise zlib.error("no memory")
+        return super().encode(rows, chunk_rows, level, rle)
+
+
+def test_after_a_chunk_fails_no_later_chunk_is_written(tmp_path: Path) -> None:
+    a = Appendable("/d", 16384, np.dtype("<u4"), (), 0, codec=_FailingCodec(4, True))
+    a.strategy.until_probe = 10**9  # no probe: encode() every time
+    writer = ChunkWriter(workers=1)
+    data = np.arange(16384 * 3, dtype="<u4")
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset(
+            "d", (0,), maxshape=(None,), dtype="<u4", chunks=(16384,),
+            compression="gzip", compression_opts=4, shuffle=True,
+        )  # fmt: skip
+        for k in range(2):
+            writer.submit(f, a, k * 16384, data[k * 16384 : (k + 1) * 16384])
+        with pytest.raises(zlib.error):
+            writer.drain(f)
+        with pytest.raises(RuntimeError, match="could not be written") as raised:
+            # A later chunk (a close that goes on) must not land after the hole.
+            writer.submit(f, a, 2 * 16384, data[2 * 16384 :])
+            writer.drain(f)
+        assert isinstance(raised.value.__cause__, zlib.error)
+        writer.close()
+        # Nothing at or after the failed chunk (the first one may or may not be written:
+        # the chunks went to the pool as one job); what is there is right.
+        n = f["d"].shape[0]
+        assert n in (0, 16384) and np.array_equal(f["d"][()], data[:n])
 
 
 # -- schema ----------------------------------------------------------------------------

@@ -54,7 +54,8 @@ IDLE_SLEEP_S: Final = 0.002
 BATCH_MESSAGES: Final = 4096
 BATCH_BYTES: Final = 16 << 20
 #: The writer gathers before it takes a batch: until this many samples (or bytes) are
-#: queued, or :data:`GATHER_S` has passed since its last batch, or a flush is due. At a
+#: queued (a quarter of the intake's bounds if they are smaller), or :data:`GATHER_S`
+#: has passed since its last batch, or a flush is due. At a
 #: steady rate it would otherwise take what arrived during one idle sleep (~10 messages
 #: per stream at 20,000 msg/s), and a batch's fixed costs per stream (decode, accounting,
 #: buffering: ~100-200 us) would be paid per few messages (``bench/profile_path.py
@@ -64,6 +65,9 @@ GATHER_BYTES: Final = 4 << 20
 #: The longest a sample waits to be gathered (at most a tenth of the flush interval):
 #: rows become readable at the next flush anyway, so this adds little to the latency.
 GATHER_S: Final = 0.05
+#: An intake bounded below the gathering thresholds is taken once it is this full
+#: (a quarter), so that gathering never makes it drop (or block) what it can hold.
+GATHER_FRACTION: Final = 4
 #: Nodes whose last control state and incarnations the live status keeps, at most.
 MAX_NODES_SEEN: Final = 4096
 #: Incarnations listed per node in the live status (the most recent ones).
@@ -206,6 +210,8 @@ class Pipeline:
         intake = self.intake
         last_flush = last_batch = time.monotonic()
         gather_s = min(GATHER_S, self._flush_interval / 10)
+        gather_messages = max(1, min(GATHER_MESSAGES, intake.max_messages // GATHER_FRACTION))
+        gather_bytes = max(1, min(GATHER_BYTES, intake.max_bytes // GATHER_FRACTION))
         try:
             while True:
                 stopping = self._stopping.is_set()
@@ -214,8 +220,8 @@ class Pipeline:
                 queued = len(intake)
                 handled = 0
                 if queued and (
-                    queued >= GATHER_MESSAGES
-                    or intake.bytes >= GATHER_BYTES
+                    queued >= gather_messages
+                    or intake.bytes >= gather_bytes
                     or now - last_batch >= gather_s
                     or flush_due
                     or stopping

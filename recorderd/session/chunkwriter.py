@@ -126,11 +126,19 @@ class ChunkWriter:
         # Datasets opened since the last drain: path -> (dataset, rows in its extent).
         # Only this class grows them in between; anything else happens after a drain.
         self._open: OrderedDict[str, tuple[h5py.h5d.DatasetID, int]] = OrderedDict()
+        #: Why a chunk could not be encoded or written: from then on every call raises,
+        #: so that no later chunk lands after the hole (the session is left to recovery).
+        self._failed: BaseException | None = None
+
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise RuntimeError("an earlier chunk could not be written") from self._failed
 
     def submit(self, file: h5py.File, a: Appendable, first: int, rows: npt.NDArray[Any]) -> None:
         """Hand over one whole chunk (``rows`` starting at row ``first`` of dataset ``a``,
         whose codec is known), compressed with the dataset's zlib strategy (probed every
         :data:`~recorderd.session.chunks.PROBE_EVERY` chunks)."""
+        self._check()
         codec, strategy = a.codec, a.strategy
         if codec is None:
             raise ValueError(f"{a.path}: no codec to encode its chunks with")
@@ -165,11 +173,13 @@ class ChunkWriter:
 
     def write_ready(self, file: h5py.File) -> None:
         """Write the chunks whose encoding is done, oldest first (never out of order)."""
+        self._check()
         while self._pending and (job := self._pending[0][5][0]) is not None and job.done:
             self._write_oldest(file)
 
     def drain(self, file: h5py.File) -> None:
         """Write every chunk handed over (waits for their encoding); close the datasets."""
+        self._check()
         while self._pending:
             self._write_oldest(file)
         self._open.clear()
@@ -179,6 +189,13 @@ class ChunkWriter:
         return len(self._pending)
 
     def _write_oldest(self, file: h5py.File) -> None:
+        try:
+            self._write_one(file)
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    def _write_one(self, file: h5py.File) -> None:
         a, first, n, row_shape, probe, ref = self._pending.popleft()
         if ref[0] is None:
             self._dispatch()
