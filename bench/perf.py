@@ -1070,16 +1070,7 @@ def run_one(
         row["recorderd_args"] = daemon.args
         endpoint = daemon.endpoint
     else:
-        endpoint = f"tcp/127.0.0.1:{free_port()}"
-        spec = {
-            "kind": sink,
-            "listen": endpoint,
-            "workdir": str(wdir),
-            "expect": w.total,
-            "keys": keys,
-            "max_seconds": timeout,
-        }
-        sink_child = spawn("_sink", spec, f"sink-{sink}", wdir)
+        sink_child, endpoint = start_sink(sink, wdir, w.total, keys, timeout, f"sink-{sink}")
     pubs = start_publishers(w, endpoint, wdir, f"{w.name}{sink[:2]}")
     try:
         if daemon is not None:
@@ -1366,21 +1357,29 @@ def sustained_step(d: Daemon, work: Path, k: int, rate: int, secs: float) -> dic
         finish_publishers(pubs, 30)
 
 
+def start_sink(
+    kind: str, work: Path, expect: int, keys: Sequence[str], max_seconds: float, name: str
+) -> tuple[Child, str]:
+    """A sink process of ``kind`` listening on a free loopback port; it and its endpoint."""
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    spec = {
+        "kind": kind,
+        "listen": endpoint,
+        "workdir": str(work),
+        "expect": expect,
+        "keys": list(keys),
+        "max_seconds": max_seconds,
+    }
+    return spawn("_sink", spec, name, work), endpoint
+
+
 def sustained_count(work: Path, k: int, rate: int, secs: float) -> dict[str, Any]:
     """The bare counting subscriber's CPU % with the same paced publishers as a sustained
     step (the baseline of recorderd's CPU at a fixed offered rate)."""
     per = rate / 4
     w = Workload("s", "sustained", 4, 1, int(per * secs), 1000, 0.05)
-    endpoint = f"tcp/127.0.0.1:{free_port()}"
-    spec = {
-        "kind": "count",
-        "listen": endpoint,
-        "workdir": str(work),
-        "expect": w.total,
-        "keys": [f"{PREFIX}/*/spikes/*"],
-        "max_seconds": secs * 1.5 + 90,
-    }
-    sink = spawn("_sink", spec, f"count-s{k}", work)
+    keys = [f"{PREFIX}/*/spikes/*"]
+    sink, endpoint = start_sink("count", work, w.total, keys, secs * 1.5 + 90, f"count-s{k}")
     pubs: list[Child] = []
     try:
         if sink.wait_event("ready", 60) is None:

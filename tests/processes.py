@@ -103,6 +103,17 @@ def sim_analyzer(
     )
 
 
+def bench(script: str, *args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run ``python bench/SCRIPT ARGS`` to its end; text output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT, timeout: float = 60) -> int:
     """Send ``sig`` and return the exit code."""
     proc.send_signal(sig)

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
+from tests.processes import bench
 
 
 def test_throughput_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--publishers",
-            "2",
-            "--messages",
-            "300",
-            "--timeout",
-            "60",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = bench(
+        "throughput.py", "--publishers", "2", "--messages", "300", "--timeout", "60",
+        "--json", out, timeout=300,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
     results = {r["sink"]: r for r in json.loads(out.read_text())}
     assert set(results) == {"count", "mcap", "seed", "recorderd"}
@@ -37,19 +22,10 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
     assert "| recorderd |" in run.stdout
 
 
-SHARDS = Path(__file__).resolve().parents[1] / "bench" / "shards.py"
-
-
 def test_shards_bench_quick(tmp_path: Path) -> None:
     """One recorderd, two shards, two shards behind routers: every message written once."""
     out = tmp_path / "shards.json"
-    run = subprocess.run(
-        [sys.executable, str(SHARDS), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    run = bench("shards.py", "--quick", "--json", out)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     (round_,) = result["rounds"]

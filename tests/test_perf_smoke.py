@@ -9,24 +9,17 @@ the tables have one row per sink.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "perf.py"
+from tests.processes import bench
+
 SINKS = ("count", "mcap", "seed", "recorderd")
 
 
 def test_perf_quick(tmp_path: Path) -> None:
     out = tmp_path / "perf.json"
-    run = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    run = bench("perf.py", "--quick", "--json", out)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     runs: dict[tuple[str, str], dict[str, Any]] = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
@@ -255,24 +256,33 @@ def test_intake_overflow_is_counted_not_blocking(make_settings: MakeSettings) ->
     assert st.intake_dropped == 50 and (stream.written, stream.dropped) == (100, 50)
 
 
+@contextmanager
+def writing(settings: RecorderSettings, capacity: int) -> Iterator[tuple[Recorder, Pipeline]]:
+    """A recorder and its pipeline, the writer thread running until the block ends."""
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=capacity, flush_interval=1.0)
+    writer = threading.Thread(target=pipe.run)
+    writer.start()
+    try:
+        yield recorder, pipe
+    finally:
+        pipe.stop()
+        writer.join(60)
+
+
 def test_a_steady_trickle_is_taken_in_gathered_batches(make_settings: MakeSettings) -> None:
     # At a steady rate the writer gathers samples for up to GATHER_S instead of taking
     # what arrived during one idle sleep (a batch per message or two here): a batch's
     # fixed costs per stream are then paid once per many messages. Nothing is lost.
     settings = make_settings()
-    recorder = Recorder(settings.core())
-    recorder.start()
-    pipe = Pipeline(recorder, prefix="brain", capacity=100_000, flush_interval=1.0)
-    writer = threading.Thread(target=pipe.run)
-    writer.start()
     n = 300
-    t0 = time.monotonic()
-    for i in range(n):  # one message every ~2 ms, the writer's idle sleep
-        pipe.submit(KEY, spike_message(i, [1, 2]))
-        time.sleep(0.002)
-    elapsed = time.monotonic() - t0
-    pipe.stop()
-    writer.join(60)
+    with writing(settings, 100_000) as (recorder, pipe):
+        t0 = time.monotonic()
+        for i in range(n):  # one message every ~2 ms, the writer's idle sleep
+            pipe.submit(KEY, spike_message(i, [1, 2]))
+            time.sleep(0.002)
+        elapsed = time.monotonic() - t0
     assert pipe.error is None
     stream = recorder.statistics.streams["pfc-0/spikes/output"]
     assert (stream.received, stream.written, stream.missing) == (n, n, 0)
@@ -285,20 +295,13 @@ def test_a_steady_trickle_is_taken_in_gathered_batches(make_settings: MakeSettin
 def test_gathering_never_makes_a_small_intake_drop(make_settings: MakeSettings) -> None:
     # An intake of 100 messages, fed 20 every ~5 ms: the writer takes it when a quarter
     # full, instead of letting it fill while it gathers for up to GATHER_S.
-    settings = make_settings()
-    recorder = Recorder(settings.core())
-    recorder.start()
-    pipe = Pipeline(recorder, prefix="brain", capacity=100, flush_interval=1.0)
-    writer = threading.Thread(target=pipe.run)
-    writer.start()
     n = 0
-    for _ in range(60):
-        for _ in range(20):
-            pipe.submit(KEY, spike_message(n, [1]))
-            n += 1
-        time.sleep(0.005)
-    pipe.stop()
-    writer.join(60)
+    with writing(make_settings(), 100) as (recorder, pipe):
+        for _ in range(60):
+            for _ in range(20):
+                pipe.submit(KEY, spike_message(n, [1]))
+                n += 1
+            time.sleep(0.005)
     stream = recorder.statistics.streams["pfc-0/spikes/output"]
     assert (pipe.intake.dropped, stream.written) == (0, n)
 

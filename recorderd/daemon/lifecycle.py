@@ -180,17 +180,19 @@ class Daemon:
             await worker_done
             return ExitCode.BUS
         try:
-            kinds = {"spikes": s.record_spikes, "membrane": s.record_membrane}
             data_keys = subscription_keys(
-                s.prefix, **kinds, weights=s.record_weights, control=False, nodes=s.nodes
+                s.prefix,
+                spikes=s.record_spikes,
+                membrane=s.record_membrane,
+                weights=s.record_weights,
+                control=False,
+                nodes=s.nodes,
             )
             # Data keys only: their samples go straight to the intake (submit_data).
             self.bus.subscribe(data_keys, self.pipeline.submit_data)
             if s.record_control:
-                control_keys = subscription_keys(
-                    s.prefix, spikes=False, membrane=False, weights=False, control=True,
-                    nodes=s.nodes,
-                )  # fmt: skip
+                no_data = {"spikes": False, "membrane": False, "weights": False}
+                control_keys = subscription_keys(s.prefix, **no_data, control=True, nodes=s.nodes)
                 self.bus.subscribe(control_keys, self.pipeline.submit)
             barrier = json.dumps({"session": s.session, "shard": s.shard}).encode()
             self.bus.serve_flush_barrier(s.prefix, barrier, s.nodes)

@@ -105,9 +105,35 @@ class _Pool:
             t.join()
 
 
-def _encode_all(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+class _Chunk:
+    """One whole chunk handed over: where it goes, how it is encoded, and by which job."""
+
+    __slots__ = ("a", "args", "encode", "first", "index", "job", "n", "probe")
+
+    def __init__(self, a: Appendable, first: int, rows: npt.NDArray[Any]) -> None:
+        codec, strategy = a.codec, a.strategy
+        if codec is None:
+            raise ValueError(f"{a.path}: no codec to encode its chunks with")
+        self.a = a
+        self.first = first
+        self.n = int(rows.shape[0])
+        # Every PROBE_EVERY chunks one is deflated both ways: its result says which won.
+        self.probe = strategy.until_probe <= 0
+        self.encode: Callable[..., Any]
+        self.args: tuple[Any, ...]
+        if self.probe:
+            strategy.until_probe = PROBE_EVERY
+            self.encode, self.args = codec.encode_probe, (rows, self.n)
+        else:
+            strategy.until_probe -= 1
+            self.encode, self.args = codec.encode, (rows, self.n, None, strategy.rle)
+        self.job: _Job | None = None  # None while staged
+        self.index = 0  # in the job's results
+
+
+def _encode_all(chunks: list[_Chunk]) -> list[Any]:
     """One job of the pool: every staged chunk's encoding, in order."""
-    return [fn(*args) for fn, args in calls]
+    return [c.encode(*c.args) for c in chunks]
 
 
 class ChunkWriter:
@@ -116,13 +142,8 @@ class ChunkWriter:
     def __init__(self, workers: int = WORKERS) -> None:
         self._pool: _Pool | None = None
         self._workers = workers
-        # (dataset, first row, rows in the chunk, row shape, whether this chunk probes the
-        # dataset's strategy, [the job encoding it or None while staged, its index in the
-        # job's results]): bytes, or bytes and whether Z_RLE won.
-        self._pending: deque[tuple[Appendable, int, int, tuple[int, ...], bool, list[Any]]] = (
-            deque()
-        )
-        self._staged: list[tuple[Callable[..., Any], tuple[Any, ...], list[Any]]] = []
+        self._pending: deque[_Chunk] = deque()  # handed over, not yet written; in order
+        self._staged: list[_Chunk] = []  # of those, not yet given to the pool
         # Datasets opened since the last drain: path -> (dataset, rows in its extent).
         # Only this class grows them in between; anything else happens after a drain.
         self._open: OrderedDict[str, tuple[h5py.h5d.DatasetID, int]] = OrderedDict()
@@ -139,21 +160,9 @@ class ChunkWriter:
         whose codec is known), compressed with the dataset's zlib strategy (probed every
         :data:`~recorderd.session.chunks.PROBE_EVERY` chunks)."""
         self._check()
-        codec, strategy = a.codec, a.strategy
-        if codec is None:
-            raise ValueError(f"{a.path}: no codec to encode its chunks with")
-        n = int(rows.shape[0])
-        probe = strategy.until_probe <= 0
-        call: tuple[Callable[..., Any], tuple[Any, ...]]
-        if probe:
-            strategy.until_probe = PROBE_EVERY
-            call = (codec.encode_probe, (rows, n))
-        else:
-            strategy.until_probe -= 1
-            call = (codec.encode, (rows, n, None, strategy.rle))
-        ref: list[Any] = [None, 0]
-        self._staged.append((*call, ref))
-        self._pending.append((a, first, n, tuple(rows.shape[1:]), probe, ref))
+        chunk = _Chunk(a, first, rows)
+        self._staged.append(chunk)
+        self._pending.append(chunk)
         if len(self._staged) >= STAGE:
             self._dispatch()
         self.write_ready(file)
@@ -166,15 +175,15 @@ class ChunkWriter:
             return
         if self._pool is None:
             self._pool = _Pool(self._workers)
-        job = self._pool.submit(_encode_all, [(fn, args) for fn, args, _ in self._staged])
-        for i, (_, _, ref) in enumerate(self._staged):
-            ref[0], ref[1] = job, i
-        self._staged.clear()
+        job = self._pool.submit(_encode_all, self._staged)
+        for i, chunk in enumerate(self._staged):
+            chunk.job, chunk.index = job, i
+        self._staged = []
 
     def write_ready(self, file: h5py.File) -> None:
         """Write the chunks whose encoding is done, oldest first (never out of order)."""
         self._check()
-        while self._pending and (job := self._pending[0][5][0]) is not None and job.done:
+        while self._pending and (job := self._pending[0].job) is not None and job.done:
             self._write_oldest(file)
 
     def drain(self, file: h5py.File) -> None:
@@ -196,28 +205,28 @@ class ChunkWriter:
             raise
 
     def _write_one(self, file: h5py.File) -> None:
-        a, first, n, row_shape, probe, ref = self._pending.popleft()
-        if ref[0] is None:
+        chunk = self._pending.popleft()
+        if chunk.job is None:
             self._dispatch()
-        assert self._pool is not None
-        data = self._pool.result(ref[0])[ref[1]]
-        if probe:  # the smaller of the two ways wins until the next probe
+        assert self._pool is not None and chunk.job is not None
+        data = self._pool.result(chunk.job)[chunk.index]
+        a, first, n = chunk.a, chunk.first, chunk.n
+        if chunk.probe:  # the smaller of the two ways wins until the next probe
             data, a.strategy.rle = data
-        path = a.path
-        known = self._open.get(path)
+        known = self._open.get(a.path)
         if known is None:
-            dsid = h5py.h5d.open(file.id, path.encode())
+            dsid = h5py.h5d.open(file.id, a.path.encode())
             extent = int(dsid.shape[0])
             if len(self._open) >= MAX_OPEN:
                 self._open.popitem(last=False)
         else:
             dsid, extent = known
-            self._open.move_to_end(path)
+            self._open.move_to_end(a.path)
         if extent < first + n:
             extent = first + n
-            dsid.set_extent((extent, *row_shape))
-        self._open[path] = (dsid, extent)
-        dsid.write_direct_chunk((first, *(0,) * len(row_shape)), data)
+            dsid.set_extent((extent, *a.row_shape))
+        self._open[a.path] = (dsid, extent)
+        dsid.write_direct_chunk((first, *(0,) * len(a.row_shape)), data)
         a.wrote(len(data))
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Final
 
 import h5py
@@ -97,18 +97,7 @@ class Tally:
 
     def __init__(self, runs: Iterable[RunSummary] = (), total_count: int = 0) -> None:
         #: incarnation -> [first step, last step, t first, t last, seq first, seq last, n]
-        self.runs: dict[int, list[Any]] | None = {
-            r.incarnation: [
-                r.first_step,
-                r.last_step,
-                r.t_first_ms,
-                r.t_last_ms,
-                r.seq_first,
-                r.seq_last,
-                r.frames,
-            ]
-            for r in runs
-        }
+        self.runs: dict[int, list[Any]] | None = {r.incarnation: list(astuple(r)[1:]) for r in runs}
         self.total_count = total_count
 
     @property
@@ -194,22 +183,8 @@ def write_summary(
             s.storage_bytes,
             len(s.runs),
         )
-    run_table = np.array(
-        [
-            (
-                r.incarnation,
-                r.first_step,
-                r.last_step,
-                r.t_first_ms,
-                r.t_last_ms,
-                r.seq_first,
-                r.seq_last,
-                r.frames,
-            )
-            for r in runs
-        ],
-        dtype=RUN_DTYPE,
-    )
+    # RunSummary's fields are RUN_DTYPE's, in order.
+    run_table = np.array([astuple(r) for r in runs], dtype=RUN_DTYPE)
     for name, data in ((L.SUMMARY_STREAMS, table), (L.SUMMARY_RUNS, run_table)):
         if data.size:
             group.create_dataset(name, data=data, chunks=True, **filters)
