@@ -391,3 +391,105 @@ def test_files_without_creation_order_list_layers_alphabetically(tmp_path: Path)
         del f["old-spikes"]
     with SessionReader(tmp_path / "old") as r:
         assert r.layers("pfc") == ["hidden", "input", "output"]
+
+
+def _create_stream_with_h5py(root: h5py.File, spec: Any, f: dict[str, Any]) -> None:
+    """The reference: a stream group made with h5py's high-level calls only (what
+    ``create_stream`` did before it reused HDF5 ids)."""
+    from recorderd.session.schema import TOP_GROUPS, _weight_chunk_rows, series_of, set_sorting
+
+    group = root[TOP_GROUPS[spec.kind]].create_group(L.population(spec.node_id, spec.name))
+    group.attrs[L.ATTR_NODE_ID] = spec.node_id
+    group.attrs[L.ATTR_LAYER] = spec.name
+    group.attrs[L.ATTR_LAYER_SIZE] = np.asarray(spec.shape, dtype=np.int64)
+    group.attrs[L.ATTR_DT_MS] = spec.dt_ms
+    group.attrs[L.ATTR_SUBSAMPLE_RATE] = spec.subsample_rate
+    if spec.recorded is not None:
+        group.create_dataset(L.RECORDED_NEURONS, data=spec.recorded, dtype=L.NEURON_DTYPE)
+    for s in series_of(spec):
+        chunks = (s.chunk_rows, *s.row_shape)
+        if spec.kind is Kind.WEIGHTS and s.name == L.DATA:
+            chunks = (1, _weight_chunk_rows(*spec.shape), max(1, spec.shape[1]))
+        group.create_dataset(
+            s.name, shape=(0, *s.row_shape), maxshape=(None, *s.row_shape), dtype=s.dtype,
+            chunks=chunks, **f,
+        )  # fmt: skip
+    group[L.FRAME_TIME].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+    if spec.kind is Kind.SPIKES:
+        group[L.TIMESTAMPS].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+        set_sorting(group, "by_time")
+    elif spec.kind is Kind.MEMBRANE:
+        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_MEMBRANE
+    else:
+        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_WEIGHTS
+
+
+def _described(obj: Any) -> dict[str, Any]:
+    """What a reader can see of an HDF5 object: for a dataset its type, shape, maximum
+    shape, creation properties (layout, chunk, filters, fill value and time, allocation
+    time, time tracking); for every object its attributes (HDF5 type, shape, value)."""
+    out: dict[str, Any] = {}
+    for name in sorted(obj.attrs):
+        attr = h5py.h5a.open(obj.id, name.encode())
+        t = attr.get_type()
+        value = obj.attrs[name]
+        out[f"@{name}"] = (
+            t.get_class(), t.get_size(), attr.dtype.str, h5py.check_string_dtype(attr.dtype),
+            t.get_cset() if t.get_class() == h5py.h5t.STRING else None,
+            attr.get_space().get_simple_extent_type(), attr.get_space().get_simple_extent_dims(),
+            value.tolist() if isinstance(value, np.ndarray) else value,
+        )  # fmt: skip
+    if isinstance(obj, h5py.Dataset):
+        p = obj.id.get_create_plist()
+        out["dataset"] = (
+            obj.dtype.str, obj.shape, obj.maxshape, p.get_layout(),
+            p.get_chunk() if p.get_layout() == h5py.h5d.CHUNKED else None,
+            [p.get_filter(i) for i in range(p.get_nfilters())],
+            obj.fillvalue.tolist() if hasattr(obj.fillvalue, "tolist") else obj.fillvalue,
+            p.get_fill_time(), p.get_alloc_time(), p.get_obj_track_times(),
+        )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+def test_streams_are_created_as_h5py_creates_them(tmp_path: Path, compression: str) -> None:
+    """create_stream reuses HDF5 ids from one stream to the next: every stream it creates
+    (the first, which h5py makes, and the later ones, made from its property lists)
+    looks exactly like one made by h5py's high-level calls, to h5py and to h5dump."""
+    from recorderd.session.schema import StreamSpec, create_session_file, create_stream, filters
+
+    specs = []
+    for i in range(3):  # the first of each signature fills the caches, the others use them
+        specs += [
+            StreamSpec(Kind.SPIKES, f"n{i}", "out", (1000,), 0.5, 1.0, None),
+            StreamSpec(Kind.SPIKES, f"n{i}", "sub", (1000,), 0.1, 0.2,
+                       np.arange(0, 1000, 5, dtype=np.uint32)),
+            StreamSpec(Kind.MEMBRANE, f"n{i}", "v", (64,), 1.0, 1.0, None),
+            StreamSpec(Kind.WEIGHTS, f"n{i}", "w", (30, 40), 1.0, 1.0, None),
+        ]  # fmt: skip
+    f = filters(compression, 4)  # type: ignore[arg-type]
+    files = {}
+    for name, make in (("fast", create_stream), ("h5py", _create_stream_with_h5py)):
+        path = tmp_path / f"{name}.h5"
+        create_session_file(path, session="s", subsample_seed=0, subsampling_rule="")
+        with h5py.File(path, "a") as root:
+            for spec in specs:
+                make(root, spec, f)
+        files[name] = path
+    with h5py.File(files["fast"], "r") as a, h5py.File(files["h5py"], "r") as b:
+        for spec in specs:
+            ga, gb = a[spec.path], b[spec.path]
+            assert list(ga) == list(gb)
+            assert _described(ga) == _described(gb)
+            for name in ga:
+                assert _described(ga[name]) == _described(gb[name]), (spec.path, name)
+    if shutil.which("h5dump"):
+        dumps = [
+            subprocess.run(
+                ["h5dump", "-p", "-H", "-g", "/spikes", "-g", "/membrane", "-g", "/weights",
+                 str(p)],
+                capture_output=True, text=True, check=True,
+            ).stdout.split("\n", 1)[1]  # the first line names the file
+            for p in (files["fast"], files["h5py"])
+        ]  # fmt: skip
+        assert dumps[0] == dumps[1]

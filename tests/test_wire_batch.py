@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorderd import wire as P
-from recorderd.wire.batch import decode_batch
+from recorderd.wire import batch as wire_batch
+from recorderd.wire.batch import SMALL_BATCH, decode_batch
 
 HEADER = struct.Struct("<4sBBHQQqddIIII")
 
@@ -99,9 +100,9 @@ def set_field(payload: bytes, name: str, value: float) -> bytes:
 
 
 @st.composite
-def payloads(draw: st.DrawFn, kind: P.Kind) -> list[bytes]:
+def payloads(draw: st.DrawFn, kind: P.Kind, most: int = 30) -> list[bytes]:
     out = []
-    for seq in range(draw(st.integers(0, 30))):
+    for seq in range(draw(st.integers(0, most))):
         p = valid(kind, seq, draw(st.integers(0, 12)))
         action = draw(
             st.sampled_from(
@@ -137,6 +138,28 @@ CHECK = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 def test_decode_batch_matches_decode(data: st.DataObject) -> None:
     kind = data.draw(st.sampled_from(list(P.Kind)))
     batch = data.draw(payloads(kind))
+    assert batched(batch, kind) == per_message(batch, kind)
+
+
+@CHECK
+@given(st.data())
+def test_small_batches_decode_as_the_column_path_does(data: st.DataObject) -> None:
+    """Up to SMALL_BATCH messages take the message-by-message path: the same Batch
+    (valid rows, header columns, data, offsets, rejections with their detail text)."""
+    kind = data.draw(st.sampled_from(list(P.Kind)))
+    batch = data.draw(payloads(kind, most=SMALL_BATCH))
+    small = decode_batch(batch, kind)
+    saved, wire_batch.SMALL_BATCH = wire_batch.SMALL_BATCH, 0
+    try:
+        column = decode_batch(batch, kind)
+    finally:
+        wire_batch.SMALL_BATCH = saved
+    assert small.valid.tolist() == column.valid.tolist()
+    assert small.header.tobytes() == column.header.tobytes()
+    assert small.data.dtype == column.data.dtype
+    assert small.data.tolist() == column.data.tolist()
+    assert small.offsets.tolist() == column.offsets.tolist()
+    assert small.rejected == column.rejected
     assert batched(batch, kind) == per_message(batch, kind)
 
 

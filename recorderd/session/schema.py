@@ -160,14 +160,22 @@ def _weight_chunk_rows(rows: int, cols: int) -> int:
 
 
 def create_stream(root: h5py.File, spec: StreamSpec, f: dict[str, Any]) -> None:
-    """Create a stream's group and datasets (outside SWMR), as :func:`series_of` lists them."""
+    """Create a stream's group and datasets (outside SWMR), as :func:`series_of` lists them.
+
+    Through HDF5's low-level calls with reused type, dataspace and property-list ids
+    (:class:`_Ids`): h5py's high-level ``create_dataset`` and ``attrs[...] = ...`` spend
+    most of a new stream's cost in Python checks that give the same result every time.
+    What is created is what they create (``tests/test_session_storage.py`` compares
+    both, object by object and through ``h5dump``).
+    """
     top, pop = TOP_GROUPS[spec.kind], L.population(spec.node_id, spec.name)
     group = root[top].create_group(pop)
-    group.attrs[L.ATTR_NODE_ID] = spec.node_id
-    group.attrs[L.ATTR_LAYER] = spec.name
-    group.attrs[L.ATTR_LAYER_SIZE] = np.asarray(spec.shape, dtype=np.int64)
-    group.attrs[L.ATTR_DT_MS] = spec.dt_ms
-    group.attrs[L.ATTR_SUBSAMPLE_RATE] = spec.subsample_rate
+    gid = group.id
+    _IDS.attr(gid, L.ATTR_NODE_ID, spec.node_id)
+    _IDS.attr(gid, L.ATTR_LAYER, spec.name)
+    _IDS.attr(gid, L.ATTR_LAYER_SIZE, np.asarray(spec.shape, dtype=np.int64))
+    _IDS.attr(gid, L.ATTR_DT_MS, float(spec.dt_ms))
+    _IDS.attr(gid, L.ATTR_SUBSAMPLE_RATE, float(spec.subsample_rate))
     if spec.recorded is not None:
         group.create_dataset(L.RECORDED_NEURONS, data=spec.recorded, dtype=L.NEURON_DTYPE)
     for s in series_of(spec):
@@ -175,17 +183,10 @@ def create_stream(root: h5py.File, spec: StreamSpec, f: dict[str, Any]) -> None:
         if spec.kind is Kind.WEIGHTS and s.name == L.DATA:
             rows_, cols = spec.shape
             chunks = (1, _weight_chunk_rows(rows_, cols), max(1, cols))
-        group.create_dataset(
-            s.name,
-            shape=(0, *s.row_shape),
-            maxshape=(None, *s.row_shape),
-            dtype=s.dtype,
-            chunks=chunks,
-            **f,
-        )
-    group[L.FRAME_TIME].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+        _IDS.dataset(group, s.name, s.dtype, s.row_shape, chunks, f)
+    _IDS.attr(h5py.h5d.open(gid, L.FRAME_TIME.encode("ascii")), L.ATTR_UNITS, L.UNITS_TIME)
     if spec.kind is Kind.SPIKES:
-        group[L.TIMESTAMPS].attrs[L.ATTR_UNITS] = L.UNITS_TIME
+        _IDS.attr(h5py.h5d.open(gid, L.TIMESTAMPS.encode("ascii")), L.ATTR_UNITS, L.UNITS_TIME)
         set_sorting(group, "by_time")
     elif spec.kind is Kind.MEMBRANE:
         if L.DATA not in group:
@@ -193,6 +194,88 @@ def create_stream(root: h5py.File, spec: StreamSpec, f: dict[str, Any]) -> None:
         group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_MEMBRANE
     else:
         group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_WEIGHTS
+
+
+class _Ids:
+    """HDF5 ids :func:`create_stream` reuses from one stream to the next (bounded).
+
+    - The creation property list of a dataset is taken from the first dataset h5py
+      creates with the same dtype, chunk shape and filters, so every later one is
+      created with exactly its properties (layout, filters, fill value, no times).
+    - Attribute types are h5py's for the value's dtype (``py_create``, logical and
+      bit-for-bit), so a ``str`` is a variable-length UTF-8 string as with ``attrs[...]``.
+    Dataset and attribute names are this module's constants, ASCII as h5py flags them
+    (``encode("ascii")`` fails loudly otherwise).
+    """
+
+    #: Cached entries of each kind at most: a new key past it clears that cache.
+    MAX: Final = 256
+
+    def __init__(self) -> None:
+        self._dcpl: dict[tuple[Any, ...], Any] = {}
+        self._types: dict[np.dtype[Any], tuple[Any, Any]] = {}
+        self._spaces: dict[tuple[tuple[int, ...], tuple[int, ...] | None], Any] = {}
+
+    def dataset(
+        self,
+        group: h5py.Group,
+        name: str,
+        dtype: np.dtype[Any],
+        row_shape: tuple[int, ...],
+        chunks: tuple[int, ...],
+        f: dict[str, Any],
+    ) -> None:
+        """An empty dataset growing along axis 0, as ``group.create_dataset`` makes it."""
+        key = (np.dtype(dtype), chunks, tuple(sorted(f.items())))
+        dcpl = self._dcpl.get(key)
+        if dcpl is None:
+            ds = group.create_dataset(
+                name,
+                shape=(0, *row_shape),
+                maxshape=(None, *row_shape),
+                dtype=dtype,
+                chunks=chunks,
+                **f,
+            )
+            self._put(self._dcpl, key, ds.id.get_create_plist())
+            return
+        tid = self._type(key[0])[0]
+        shape = (0, *row_shape)
+        space = self._space(shape, (h5py.h5s.UNLIMITED, *row_shape))
+        h5py.h5d.create(group.id, name.encode("ascii"), tid, space, dcpl=dcpl).close()
+
+    def attr(self, oid: Any, name: str, value: Any) -> None:
+        """``attrs[name] = value`` on a new object (no attribute of that name yet)."""
+        data = np.asarray(value, dtype=h5py.string_dtype() if isinstance(value, str) else None)
+        htype, mtype = self._type(data.dtype)
+        attr = h5py.h5a.create(oid, name.encode("ascii"), htype, self._space(data.shape, None))
+        try:
+            attr.write(data, mtype=mtype)
+        finally:
+            attr.close()
+
+    def _type(self, dtype: np.dtype[Any]) -> tuple[Any, Any]:
+        types = self._types.get(dtype)
+        if types is None:
+            types = (h5py.h5t.py_create(dtype, logical=True), h5py.h5t.py_create(dtype))
+            self._put(self._types, dtype, types)
+        return types
+
+    def _space(self, shape: tuple[int, ...], maxshape: tuple[int, ...] | None) -> Any:
+        space = self._spaces.get((shape, maxshape))
+        if space is None:
+            space = h5py.h5s.create_simple(shape, maxshape)
+            self._put(self._spaces, (shape, maxshape), space)
+        return space
+
+    @classmethod
+    def _put(cls, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= cls.MAX:
+            cache.clear()
+        cache[key] = value
+
+
+_IDS: Final = _Ids()
 
 
 def is_appendable(obj: object) -> bool:
