@@ -6,7 +6,8 @@ invalid message, found by the same checks in the same order: ``docs/wire-protoco
 "Rejections"), but parses the headers as one structured array, checks every condition
 on whole columns, and gathers all data elements of the batch into one flat array. A bad
 message rejects only itself. ``tests/test_wire_batch.py`` compares it with ``decode`` on
-arbitrary payloads.
+arbitrary payloads. A batch of a few valid messages (:data:`SMALL_BATCH`: a stream at a
+low rate) is decoded message by message instead, into the same :class:`Batch`.
 """
 
 from __future__ import annotations
