@@ -19,9 +19,6 @@ import numpy.typing as npt
 from recorderd.session.chunks import Codec, Strategy
 from recorderd.session.journal import Entry
 
-#: gzip level of the last, partly filled chunk written at close (mostly padding).
-TAIL_CHUNK_LEVEL = 1
-
 
 @dataclass(eq=False)
 class Appendable:
@@ -126,7 +123,8 @@ class Appendable:
         Done while the file is still in SWMR mode: the last chunk is written once, as
         a new chunk, and the journal still describes the state before it, so a crash
         here loses nothing. With a known codec the chunks are encoded here and written
-        directly (the padded last one at gzip level 1), through HDF5's low-level API.
+        directly (the padded last one by ``Codec.encode_tail``), through HDF5's
+        low-level API.
         """
         if self.rows:
             dsid = h5py.h5d.open(file.id, self.path.encode())
@@ -139,7 +137,7 @@ class Appendable:
                 at = (self.main + start, *zeros)
                 if self.codec is not None:
                     if part.shape[0] < self.chunk_rows:  # mostly padding: fast and small
-                        chunk = self.codec.encode(part, self.chunk_rows, TAIL_CHUNK_LEVEL)
+                        chunk = self.codec.encode_tail(part, self.chunk_rows)
                     else:
                         chunk = self.codec.encode(part, self.chunk_rows, None, self.strategy.rle)
                     dsid.write_direct_chunk(at, chunk)
