@@ -22,6 +22,7 @@ OUTSIDE = {
     # The analysis reads sessions through recorderd.session; it writes HDF5 exports itself.
     "h5py": {"recorderd.session.*", "analysis.export", "analysis.export.*"},
     "matplotlib": {"analysis.*"},
+    "isal": {"recorderd.session.chunks"},
 }
 #: Which of our packages each package may import (itself always).
 ALLOWED = {

@@ -491,11 +491,9 @@ def _described(obj: Any) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
-def test_streams_are_created_as_h5py_creates_them(tmp_path: Path, compression: str) -> None:
-    """create_stream reuses HDF5 ids from one stream to the next: every stream it creates
-    (the first, which h5py makes, and the later ones, made from its property lists)
-    looks exactly like one made by h5py's high-level calls, to h5py and to h5dump."""
+def _fast_and_h5py_alike(tmp_path: Path, compression: str, tag: str = "") -> None:
+    """Streams made by create_stream and by h5py's high-level calls look the same, to
+    h5py (object by object) and to h5dump (if installed)."""
     from recorderd.session.schema import StreamSpec, create_session_file, create_stream, filters
 
     specs = []
@@ -510,7 +508,7 @@ def test_streams_are_created_as_h5py_creates_them(tmp_path: Path, compression: s
     f = filters(compression, 4)  # type: ignore[arg-type]
     files = {}
     for name, make in (("fast", create_stream), ("h5py", _create_stream_with_h5py)):
-        path = tmp_path / f"{name}.h5"
+        path = tmp_path / f"{name}{tag}.h5"
         create_session_file(path, session="s", subsample_seed=0, subsampling_rule="")
         with h5py.File(path, "a") as root:
             for spec in specs:
@@ -523,6 +521,8 @@ def test_streams_are_created_as_h5py_creates_them(tmp_path: Path, compression: s
             assert _described(ga) == _described(gb)
             for name in ga:
                 assert _described(ga[name]) == _described(gb[name]), (spec.path, name)
+                p = ga[name].id.get_create_plist(), gb[name].id.get_create_plist()
+                assert p[0].get_attr_creation_order() == p[1].get_attr_creation_order()
     if shutil.which("h5dump"):
         dumps = [
             subprocess.run(
@@ -533,3 +533,36 @@ def test_streams_are_created_as_h5py_creates_them(tmp_path: Path, compression: s
             for p in (files["fast"], files["h5py"])
         ]  # fmt: skip
         assert dumps[0] == dumps[1]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "none"])
+def test_streams_are_created_as_h5py_creates_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
+    """create_stream reuses HDF5 ids from one stream to the next: every stream it creates
+    (the first, which h5py makes, and the later ones, made from its property lists, in
+    a file opened after the one they came from is closed) looks exactly like one made by
+    h5py's high-level calls."""
+    from recorderd.session import schema
+
+    monkeypatch.setattr(schema, "_IDS", schema._Ids())  # empty caches: h5py makes the first
+    _fast_and_h5py_alike(tmp_path, compression, "1")
+    _fast_and_h5py_alike(tmp_path, compression, "2")  # property lists of a closed file
+
+
+def test_a_change_of_h5pys_track_order_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h5py's global track_order goes into a dataset's creation properties: a process
+    that changes it (an embedding program) gets what h5py would make under each."""
+    from recorderd.session import schema
+
+    monkeypatch.setattr(schema, "_IDS", schema._Ids())
+    config = h5py.get_config()
+    saved = config.track_order
+    try:
+        for order in (True, False):
+            config.track_order = order
+            _fast_and_h5py_alike(tmp_path, "gzip", str(order))
+    finally:
+        config.track_order = saved

@@ -5,8 +5,8 @@ the shuffle filter's byte planes, then a zlib deflate stream (as ``H5Z_filter_de
 writes it), so any HDF5 reader opens the dataset as usual.
 
 The last, partly filled chunk of each dataset, written at close, is mostly padding
-(zeros). It is deflated by ISA-L (``isal``, a dependency; zlib at level 1 where its wheel
-is missing): on such chunks it is ~10x faster than zlib and its stream 2-4x smaller, since
+(zeros). It is deflated by ISA-L (``isal``, a dependency of the project; zlib at level 1
+if it cannot be imported): on such chunks it is ~10x faster than zlib and its stream 2-4x smaller, since
 zlib's fastest level encodes long zero runs poorly. It is the same format, a zlib stream:
 every deflate stream decompresses the same way, whoever wrote it.
 
@@ -33,7 +33,7 @@ import numpy.typing as npt
 _isal: Any
 try:
     from isal import isal_zlib as _isal
-except ImportError:  # pragma: no cover - a platform without isal's wheel: zlib instead
+except ImportError:  # pragma: no cover - isal not installed (e.g. --no-deps): zlib instead
     _isal = None
 
 #: Chunks of a dataset between two probes of the faster strategy (:class:`Strategy`).

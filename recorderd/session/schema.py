@@ -213,7 +213,7 @@ class _Ids:
 
     def __init__(self) -> None:
         self._dcpl: dict[tuple[Any, ...], Any] = {}
-        self._types: dict[np.dtype[Any], tuple[Any, Any]] = {}
+        self._types: dict[tuple[np.dtype[Any], str], tuple[Any, Any]] = {}
         self._spaces: dict[tuple[tuple[int, ...], tuple[int, ...] | None], Any] = {}
 
     def dataset(
@@ -226,7 +226,9 @@ class _Ids:
         f: dict[str, Any],
     ) -> None:
         """An empty dataset growing along axis 0, as ``group.create_dataset`` makes it."""
-        key = (np.dtype(dtype), chunks, tuple(sorted(f.items())))
+        # h5py's global track_order goes into the property list: part of the key.
+        order = bool(h5py.get_config().track_order)
+        key = (_type_key(np.dtype(dtype)), chunks, tuple(sorted(f.items())), order)
         dcpl = self._dcpl.get(key)
         if dcpl is None:
             ds = group.create_dataset(
@@ -239,7 +241,7 @@ class _Ids:
             )
             self._put(self._dcpl, key, ds.id.get_create_plist())
             return
-        tid = self._type(key[0])[0]
+        tid = self._type(np.dtype(dtype))[0]
         shape = (0, *row_shape)
         space = self._space(shape, (h5py.h5s.UNLIMITED, *row_shape))
         h5py.h5d.create(group.id, name.encode("ascii"), tid, space, dcpl=dcpl).close()
@@ -248,17 +250,22 @@ class _Ids:
         """``attrs[name] = value`` on a new object (no attribute of that name yet)."""
         data = np.asarray(value, dtype=h5py.string_dtype() if isinstance(value, str) else None)
         htype, mtype = self._type(data.dtype)
-        attr = h5py.h5a.create(oid, name.encode("ascii"), htype, self._space(data.shape, None))
+        encoded = name.encode("ascii")
+        attr = h5py.h5a.create(oid, encoded, htype, self._space(data.shape, None))
         try:
             attr.write(data, mtype=mtype)
-        finally:
+        except BaseException:  # as h5py does: no attribute without its value
             attr.close()
+            h5py.h5a.delete(oid, encoded)
+            raise
+        attr.close()
 
     def _type(self, dtype: np.dtype[Any]) -> tuple[Any, Any]:
-        types = self._types.get(dtype)
+        key = _type_key(dtype)
+        types = self._types.get(key)
         if types is None:
             types = (h5py.h5t.py_create(dtype, logical=True), h5py.h5t.py_create(dtype))
-            self._put(self._types, dtype, types)
+            self._put(self._types, key, types)
         return types
 
     def _space(self, shape: tuple[int, ...], maxshape: tuple[int, ...] | None) -> Any:
@@ -273,6 +280,12 @@ class _Ids:
         if len(cache) >= cls.MAX:
             cache.clear()
         cache[key] = value
+
+
+def _type_key(dtype: np.dtype[Any]) -> tuple[np.dtype[Any], str]:
+    """A dtype as a cache key: numpy compares h5py's string, vlen and enum dtypes equal to
+    their base dtype, so the metadata h5py keeps in them is part of the key."""
+    return dtype, repr(dtype.metadata)
 
 
 _IDS: Final = _Ids()
