@@ -20,6 +20,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
           timeout 600 apt-get install -y -q chromium >/dev/null 2>&1; } ||
         echo "   (not installed: the browser test is skipped)"
 fi
-echo "== ruff" && ruff check . && ruff format --check .
-echo "== mypy" && mypy
+# Each step fails the run: `set -e` (from env.sh) does not stop at a failure inside an
+# `a && b && c` list, which let a ruff failure pass before.
+echo "== ruff"
+ruff check . || exit 1
+ruff format --check . || exit 1
+echo "== mypy"
+mypy || exit 1
 echo "== pytest" && exec python -m pytest "$@"

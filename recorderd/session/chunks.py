@@ -6,9 +6,9 @@ writes it), so any HDF5 reader opens the dataset as usual.
 
 The last, partly filled chunk of each dataset, written at close, is mostly padding
 (zeros). It is deflated by ISA-L (``isal``, a dependency of the project; zlib at level 1
-if it cannot be imported): on such chunks it is ~10x faster than zlib and its stream 2-4x smaller, since
-zlib's fastest level encodes long zero runs poorly. It is the same format, a zlib stream:
-every deflate stream decompresses the same way, whoever wrote it.
+if it cannot be imported): on such chunks it is ~10x faster than zlib and its stream 2-4x
+smaller, since zlib's fastest level encodes long zero runs poorly. It is the same format,
+a zlib stream: every deflate stream decompresses the same way, whoever wrote it.
 
 How hard the compressor tries is also a choice of *strategy*: zlib's run-length strategy
 (``Z_RLE``, matches at distance 1 only) is 2-3x faster than the default and, on the
