@@ -139,7 +139,7 @@ class Appendable:
                     if part.shape[0] < self.chunk_rows:  # mostly padding: fast and small
                         chunk = self.codec.encode_tail(part, self.chunk_rows)
                     else:
-                        chunk = self.codec.encode(part, self.chunk_rows, None, self.strategy.rle)
+                        chunk = self.codec.encode(part, self.chunk_rows, self.strategy.rle)
                     dsid.write_direct_chunk(at, chunk)
                     self.wrote(len(chunk))
                 else:

@@ -16,8 +16,7 @@ shuffled byte planes of spike indices of layers up to a few thousand neurons and
 membrane values, as small or smaller; on regular sequences (steps, times, sequence
 numbers) and sparse huge layers it is much larger. So each dataset written here picks
 per :class:`Strategy`: every :data:`PROBE_EVERY` chunks one chunk is compressed both
-ways and the smaller wins until the next probe. Every deflate stream decompresses the
-same way, whatever strategy wrote it.
+ways and the smaller wins until the next probe.
 """
 
 from __future__ import annotations
@@ -77,27 +76,17 @@ class Codec:
             return cls(int(filters["compression_opts"]), bool(filters.get("shuffle")))
         return None
 
-    def encode(
-        self,
-        rows: npt.NDArray[Any],
-        chunk_rows: int,
-        level: int | None = None,
-        rle: bool = False,
-    ) -> bytes:
+    def encode(self, rows: npt.NDArray[Any], chunk_rows: int, rle: bool = False) -> bytes:
         """One whole chunk holding ``rows`` (padded with zeros), as HDF5 stores it
         (``rle``: with zlib's run-length strategy)."""
         data = self._filtered(rows, chunk_rows)
-        if self.gzip_level is None:
-            return data
-        return _deflate(data, self.gzip_level if level is None else level, rle)
+        return data if self.gzip_level is None else _deflate(data, self.gzip_level, rle)
 
     def encode_tail(self, rows: npt.NDArray[Any], chunk_rows: int) -> bytes:
         """A dataset's last chunk, ``rows`` padded with zeros to ``chunk_rows``, as HDF5
         stores it, deflated for speed on its padding (see the module docstring)."""
         data = self._filtered(rows, chunk_rows)
-        if self.gzip_level is None:
-            return data
-        return deflate_tail(data)
+        return data if self.gzip_level is None else deflate_tail(data)
 
     def encode_probe(self, rows: npt.NDArray[Any], chunk_rows: int) -> tuple[bytes, bool]:
         """One whole chunk compressed both ways: the smaller, and whether it is ``Z_RLE``."""
@@ -132,7 +121,7 @@ def deflate_tail(data: bytes) -> bytes:
     """A zlib stream of a mostly padded chunk: ISA-L if installed, else zlib."""
     if _isal is not None:
         return bytes(_isal.compress(data, TAIL_LEVEL))
-    return zlib.compress(data, TAIL_LEVEL)
+    return _deflate(data, TAIL_LEVEL, False)
 
 
 def shuffle(arr: npt.NDArray[Any]) -> bytes:

@@ -126,7 +126,7 @@ class _Chunk:
             self.encode, self.args = codec.encode_probe, (rows, self.n)
         else:
             strategy.until_probe -= 1
-            self.encode, self.args = codec.encode, (rows, self.n, None, strategy.rle)
+            self.encode, self.args = codec.encode, (rows, self.n, strategy.rle)
         self.job: _Job | None = None  # None while staged
         self.index = 0  # in the job's results
 

@@ -184,16 +184,16 @@ def create_stream(root: h5py.File, spec: StreamSpec, f: dict[str, Any]) -> None:
             rows_, cols = spec.shape
             chunks = (1, _weight_chunk_rows(rows_, cols), max(1, cols))
         _IDS.dataset(group, s.name, s.dtype, s.row_shape, chunks, f)
-    _IDS.attr(h5py.h5d.open(gid, L.FRAME_TIME.encode("ascii")), L.ATTR_UNITS, L.UNITS_TIME)
+    _IDS.units(gid, L.FRAME_TIME, L.UNITS_TIME)
     if spec.kind is Kind.SPIKES:
-        _IDS.attr(h5py.h5d.open(gid, L.TIMESTAMPS.encode("ascii")), L.ATTR_UNITS, L.UNITS_TIME)
+        _IDS.units(gid, L.TIMESTAMPS, L.UNITS_TIME)
         set_sorting(group, "by_time")
     elif spec.kind is Kind.MEMBRANE:
         if L.DATA not in group:
             group.create_dataset(L.DATA, shape=(0, 0), dtype=L.VALUE_DTYPE)
-        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_MEMBRANE
+        _IDS.units(gid, L.DATA, L.UNITS_MEMBRANE)
     else:
-        group[L.DATA].attrs[L.ATTR_UNITS] = L.UNITS_WEIGHTS
+        _IDS.units(gid, L.DATA, L.UNITS_WEIGHTS)
 
 
 class _Ids:
@@ -259,6 +259,10 @@ class _Ids:
             h5py.h5a.delete(oid, encoded)
             raise
         attr.close()
+
+    def units(self, gid: Any, dataset: str, unit: str) -> None:
+        """The ``units`` attribute of a dataset of group ``gid``."""
+        self.attr(h5py.h5d.open(gid, dataset.encode("ascii")), L.ATTR_UNITS, unit)
 
     def _type(self, dtype: np.dtype[Any]) -> tuple[Any, Any]:
         key = _type_key(dtype)
