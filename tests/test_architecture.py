@@ -23,6 +23,7 @@ OUTSIDE = {
     "h5py": {"recorderd.session.*", "analysis.export", "analysis.export.*"},
     "matplotlib": {"analysis.*"},
     "isal": {"recorderd.session.chunks"},
+    "zlib_ng": {"recorderd.session.chunks"},
 }
 #: Which of our packages each package may import (itself always).
 ALLOWED = {

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from analysis.reader import SessionReader
+from recorderd.session import chunks
 from recorderd.session import layout as L
 from recorderd.session.appendable import Appendable
-from recorderd.session.chunks import PROBE_EVERY, Codec, shuffle
+from recorderd.session.chunks import PROBE_EVERY, RLE_SLACK, Codec, shuffle
 from recorderd.session.chunkwriter import ChunkWriter
 from recorderd.session.controllog import ControlLog, read_records
 from recorderd.session.lock import SessionLock
@@ -229,13 +230,12 @@ def test_a_padded_last_chunk_reads_back_and_isal_makes_it_smaller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isal: bool
 ) -> None:
     """The last, partly filled chunk of each dataset (written at close) is deflated by
-    ISA-L, or by zlib where isal is missing: HDF5 reads either back as the rows."""
-    from recorderd.session import chunks
-
+    ISA-L, or by zlib where isal (and zlib-ng) are missing: HDF5 reads either back."""
     if isal:
         assert chunks._isal is not None  # a dependency: installed with the project
     else:
         monkeypatch.setattr(chunks, "_isal", None)
+        monkeypatch.setattr(chunks, "_zng", None)
     rows = {
         "frame_step": (np.arange(10, dtype="<i8") + 10**6, 16384),
         "frame_time": (np.arange(10, dtype="<f8") * 0.5, 16384),
@@ -264,17 +264,33 @@ def test_a_padded_last_chunk_reads_back_and_isal_makes_it_smaller(
         assert sizes == level1
 
 
-def test_a_probe_keeps_the_smaller_strategy_and_hdf5_reads_either(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deflater", ["zlib-ng", "zlib"])
+def test_a_probe_keeps_the_faster_strategy_unless_it_is_larger_and_hdf5_reads_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deflater: str
+) -> None:
+    """Whole chunks are deflated by zlib-ng (a dependency), or by zlib where it is missing;
+    the run-length strategy wins a probe unless the default is more than RLE_SLACK smaller."""
+    if deflater == "zlib-ng":
+        assert chunks._zng is not None  # a dependency: installed with the project
+    else:
+        monkeypatch.setattr(chunks, "_zng", None)
     rng = np.random.default_rng(3)
-    # Spike indices of a 1,000-neuron layer at ~5%: run-length deflate is the smaller.
+    # Spike indices of a 1,000-neuron layer at ~5%: run-length deflate is about as small.
     ids = np.concatenate([np.flatnonzero(rng.random(1000) < 0.05) for _ in range(400)])
     ids = ids[:16384].astype("<u4")
     steps = np.arange(10**6, 10**6 + 4096, dtype="<i8")  # a regular sequence: it is not
     codec = Codec(4, True)
     rle_chunk, rle = codec.encode_probe(ids, 16384)
-    assert rle and len(rle_chunk) <= len(codec.encode(ids, 16384))
+    assert rle and len(rle_chunk) <= len(codec.encode(ids, 16384)) * (1 + RLE_SLACK)
     plain_chunk, rle = codec.encode_probe(steps, 4096)
     assert not rle and len(plain_chunk) < len(codec.encode(steps, 4096, rle=True))
+    # A run-length stream a little larger than the default one still wins, a much larger
+    # one does not: the probe's choice, on two made-up pairs of streams.
+    for factor, wins in ((1 + RLE_SLACK / 2, True), (1 + 2 * RLE_SLACK, False)):
+        sizes = {False: 10_000, True: int(10_000 * factor)}
+        with monkeypatch.context() as m:
+            m.setattr(chunks, "_deflate", lambda data, level, r, sizes=sizes: b"x" * sizes[r])
+            assert codec.encode_probe(ids, 16384)[1] is wins
     with h5py.File(tmp_path / "s.h5", "w") as f:
         for name, data, chunk in (("ids", ids, rle_chunk), ("steps", steps, plain_chunk)):
             ds = f.create_dataset(

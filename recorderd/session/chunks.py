@@ -10,13 +10,22 @@ if it cannot be imported): on such chunks it is ~10x faster than zlib and its st
 smaller, since zlib's fastest level encodes long zero runs poorly. It is the same format,
 a zlib stream: every deflate stream decompresses the same way, whoever wrote it.
 
-How hard the compressor tries is also a choice of *strategy*: zlib's run-length strategy
+Whole chunks are deflated by zlib-ng (``zlib-ng``, a dependency of the project; zlib if
+it cannot be imported): on the shuffled chunks of spike indices, times, frames and
+membrane values it is 1.5-4x faster than zlib at the same level and strategy, and its
+streams are as small (spike indices, membrane values: within 1%, or smaller; frame steps
+and spike times: within 4% of sizes that are 1-2% of the input;
+``bench/deflate.py``, ``bench/results/deflate-zlib-ng.txt``). It releases the GIL as
+zlib does.
+
+How hard the compressor tries is also a choice of *strategy*: the run-length strategy
 (``Z_RLE``, matches at distance 1 only) is 2-3x faster than the default and, on the
 shuffled byte planes of spike indices of layers up to a few thousand neurons and of
-membrane values, as small or smaller; on regular sequences (steps, times, sequence
+membrane values, about as small (within 1%); on regular sequences (steps, times, sequence
 numbers) and sparse huge layers it is much larger. So each dataset written here picks
 per :class:`Strategy`: every :data:`PROBE_EVERY` chunks one chunk is compressed both
-ways and the smaller wins until the next probe.
+ways, and the run-length stream wins until the next probe unless the default one is
+smaller by more than :data:`RLE_SLACK`.
 """
 
 from __future__ import annotations
@@ -34,9 +43,17 @@ try:
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - isal not installed (e.g. --no-deps): zlib instead
     _isal = None
+_zng: Any
+try:
+    from zlib_ng import zlib_ng as _zng
+except ImportError:  # pragma: no cover - zlib-ng not installed (e.g. --no-deps): zlib instead
+    _zng = None
 
 #: Chunks of a dataset between two probes of the faster strategy (:class:`Strategy`).
 PROBE_EVERY: Final = 64
+#: How much larger (a fraction) a chunk's run-length stream may be than its default one
+#: and still win the probe: it is 2-3x faster to make.
+RLE_SLACK: Final = 0.02
 #: Compression level of a dataset's last, partly filled chunk (mostly padding): ISA-L's
 #: level 1 (or zlib's, without ISA-L).
 TAIL_LEVEL: Final = 1
@@ -89,13 +106,14 @@ class Codec:
         return data if self.gzip_level is None else deflate_tail(data)
 
     def encode_probe(self, rows: npt.NDArray[Any], chunk_rows: int) -> tuple[bytes, bool]:
-        """One whole chunk compressed both ways: the smaller, and whether it is ``Z_RLE``."""
+        """One whole chunk compressed both ways: the one that wins (``Z_RLE`` unless the
+        default stream is more than :data:`RLE_SLACK` smaller), and whether it is ``Z_RLE``."""
         data = self._filtered(rows, chunk_rows)
         if self.gzip_level is None:
             return data, False
         plain = _deflate(data, self.gzip_level, False)
         rle = _deflate(data, self.gzip_level, True)
-        return (rle, True) if len(rle) <= len(plain) else (plain, False)
+        return (rle, True) if len(rle) <= len(plain) * (1 + RLE_SLACK) else (plain, False)
 
     def _filtered(self, rows: npt.NDArray[Any], chunk_rows: int) -> bytes:
         """The chunk's bytes before deflate: padded to ``chunk_rows``, shuffled if asked."""
@@ -110,11 +128,12 @@ class Codec:
 
 
 def _deflate(data: bytes, level: int, rle: bool) -> bytes:
-    """A zlib stream of ``data`` (what HDF5's deflate filter stores)."""
+    """A zlib stream of ``data`` (what HDF5's deflate filter stores), by zlib-ng if installed."""
+    z = zlib if _zng is None else _zng
     if not rle:
-        return zlib.compress(data, level)
-    c = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
-    return c.compress(data) + c.flush()
+        return bytes(z.compress(data, level))
+    c = z.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+    return bytes(c.compress(data) + c.flush())
 
 
 def deflate_tail(data: bytes) -> bytes:
