@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -330,6 +332,34 @@ def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Pat
     with h5py.File(tmp_path / "w.h5", "r") as f:
         assert np.array_equal(f["d"][()], ids)
         assert a.stored == f["d"].id.get_storage_size()
+
+
+def test_a_written_chunk_is_freed_at_once_not_by_the_cyclic_collector(tmp_path: Path) -> None:
+    """The rows of each chunk handed to the writer are freed once the chunk is written: a
+    reference cycle (chunk -> job -> its chunks) kept them, 30 MB at 40,000 msg/s, until
+    Python's cyclic garbage collector ran."""
+    a = Appendable("/d", 4096, np.dtype("<u4"), (), 0, codec=Codec(4, True))
+    writer = ChunkWriter(workers=2)
+    alive = []
+    gc.disable()
+    try:
+        with h5py.File(tmp_path / "w.h5", "w") as f:
+            f.create_dataset(
+                "d", (0,), maxshape=(None,), dtype="<u4", chunks=(4096,),
+                compression="gzip", compression_opts=4, shuffle=True,
+            )  # fmt: skip
+            for k in range(40):
+                rows = np.arange(k * 4096, (k + 1) * 4096, dtype="<u4")
+                alive.append(weakref.ref(rows))
+                writer.submit(f, a, k * 4096, rows)
+                del rows
+            writer.drain(f)
+            assert [r() is None for r in alive] == [True] * 40
+        writer.close()
+    finally:
+        gc.enable()
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        assert np.array_equal(f["d"][()], np.arange(40 * 4096, dtype="<u4"))
 
 
 class _FailingCodec(Codec):

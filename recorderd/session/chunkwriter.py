@@ -88,6 +88,10 @@ class _Pool:
                 job.result = job.fn(*job.args)
             except BaseException as exc:  # handed to the writer by result()
                 job.error = exc
+            # The inputs refer back to the job (a chunk knows its job): without this, each
+            # written chunk and the rows it holds would wait for Python's cyclic garbage
+            # collector instead of being freed as soon as the writer drops it.
+            job.args = ()
             with self._finished:
                 job.done = True
                 self._finished.notify_all()
