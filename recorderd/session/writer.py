@@ -72,8 +72,11 @@ STREAMS_PER_WINDOW: Final = 64
 STREAM_CREATION_BUDGET_S: Final = 0.25
 #: Rows of streams waiting for creation are held in memory; past this many bytes the
 #: streams are created at once rather than at the next flush (a heavy new stream would
-#: otherwise hold a whole flush interval of its rows: 300 MB at 27 M spikes/s).
-WAITING_BYTES_MAX: Final = 32 << 20
+#: otherwise hold a whole flush interval of its rows: 300 MB at 27 M spikes/s). Small,
+#: so that a burst of new streams gets its window at once and its whole chunks flow to
+#: the compression pool as they fill, instead of all at the first flush (32 -> 2 MiB:
+#: peak RSS 140-147 -> 100-121 MB in workload a, ``bench/results/perf-ab-waiting.json``).
+WAITING_BYTES_MAX: Final = 2 << 20
 #: Early creation windows at most this often (a flood of new keys must not keep the
 #: writer in windows: together with the flushes' own, at most 2 x 0.25 s per second).
 EARLY_CREATION_PERIOD_S: Final = 1.0
