@@ -314,7 +314,8 @@ def child_publish(spec: dict[str, Any]) -> None:
     cc = zenoh.CongestionControl.BLOCK
     if spec["congestion"] == "drop":
         cc = zenoh.CongestionControl.DROP
-    with zenoh.open(make_config(connect=[spec["endpoint"]])) as session:
+    # Zenoh's default shared memory, as a brain node has it (recorderd turns it off).
+    with zenoh.open(make_config(connect=[spec["endpoint"]], shared_memory=None)) as session:
         pubs: list[Any] = []
         for j in range(n_keys):
             kinds = [P.Kind.SPIKES, P.Kind.MEMBRANE] if membrane else [P.Kind.SPIKES]
@@ -523,7 +524,10 @@ def child_sink(spec: dict[str, Any]) -> None:
         times["done"] = now()
         complete.set()
 
-    with zenoh.open(make_config(listen=[spec["listen"]])) as session:
+    # The baselines keep Zenoh's default shared memory; the hand-off sinks, which stand
+    # for recorderd's own intake, turn it off as recorderd does.
+    shm = False if kind.startswith("handoff") else None
+    with zenoh.open(make_config(listen=[spec["listen"]], shared_memory=shm)) as session:
         if kind == "handoff-callback":
             subs = [session.declare_subscriber(k, on_handoff) for k in spec["keys"]]
         elif kind == "handoff-fifo":

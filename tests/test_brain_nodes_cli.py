@@ -367,6 +367,25 @@ def test_build_config_file_then_flags(tmp_path: Path) -> None:
     )
 
 
+def test_the_recorder_turns_shared_memory_off_and_the_nodes_keep_zenohs_default(
+    tmp_path: Path,
+) -> None:
+    """Zenoh drops a sample whose shared-memory buffer it cannot map, with a debug log
+    only: recorderd's programs never take samples through shared memory, even when their
+    config file asks for it (docs/deployment.md, "Shared memory"); brain nodes are left
+    as Zenoh configures them."""
+    from recorderd.daemon.bus import make_config
+
+    shm = "transport/shared_memory/enabled"
+    assert _get(zenoh.Config(), shm) is True  # Zenoh's default
+    assert _get(build_config(BusOptions()), shm) is True
+    assert _get(make_config(listen=["tcp/127.0.0.1:9"]), shm) is False
+    on = tmp_path / "shm.json5"
+    on.write_text("{ transport: { shared_memory: { enabled: true } } }")
+    assert _get(make_config(config_file=on), shm) is False
+    assert _get(make_config(listen=["tcp/127.0.0.1:9"], shared_memory=None), shm) is True
+
+
 def test_build_config_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BusConfigError):
         build_config(BusOptions(connect=("nonsense",)))

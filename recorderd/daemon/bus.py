@@ -115,11 +115,17 @@ def make_config(
     connect: Sequence[str] = (),
     listen: Sequence[str] = (),
     config_file: Path | None = None,
+    shared_memory: bool | None = False,
 ) -> zenoh.Config:
-    """A Zenoh config: the file if given, then mode and endpoints; multicast scouting always off.
+    """A Zenoh config: the file if given, then mode and endpoints; multicast scouting
+    always off, and shared memory off unless ``shared_memory`` says otherwise (None:
+    Zenoh's default, as the brain nodes have it; the bench's publishers use that).
 
     Endpoints left empty keep the file's, and so does a ``mode`` of None. Raises
-    :class:`BusConfigError` naming the problem.
+    :class:`BusConfigError` naming the problem. Shared memory is off for the recorder's
+    programs because Zenoh drops a sample whose shared-memory buffer it cannot map or
+    finds invalidated, with only a debug log, and maps each publisher's pool into the
+    recorder (``docs/deployment.md``, "Shared memory").
     """
     try:
         config = zenoh.Config.from_file(str(config_file)) if config_file else zenoh.Config()
@@ -127,6 +133,7 @@ def make_config(
             mode=mode,
             connect=list(connect) if connect or config_file is None else None,
             listen=list(listen) if listen or config_file is None else None,
+            shared_memory=shared_memory,
         ):
             config.insert_json5(path, value)
     except (zenoh.ZError, ValueError) as exc:

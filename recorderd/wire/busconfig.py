@@ -22,12 +22,15 @@ def zenoh_settings(
     mode: str | None,
     connect: Sequence[str] | None,
     listen: Sequence[str] | None,
+    shared_memory: bool | None = None,
 ) -> list[tuple[str, str]]:
     """``(path, json5 value)`` pairs to insert into a Zenoh config, in order.
 
     ``None`` leaves the config's value (a config file's, or Zenoh's default) as it is.
     Multicast scouting is always turned off: peers are reached through explicit
-    endpoints only. Timestamping is always on (``frame_zenoh_time``).
+    endpoints only. Timestamping is always on (``frame_zenoh_time``). ``shared_memory``
+    sets Zenoh's shared-memory transport (the recorder turns it off: see
+    ``docs/deployment.md``, "Shared memory").
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -42,4 +45,6 @@ def zenoh_settings(
     # Every sample is stamped by the first session on its way that has a hybrid logical
     # clock: ours all have one, so a node's samples carry its own clock's time.
     entries.append(("timestamping/enabled", "true"))
+    if shared_memory is not None:
+        entries.append(("transport/shared_memory/enabled", json.dumps(shared_memory)))
     return entries
