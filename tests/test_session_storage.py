@@ -309,6 +309,14 @@ def test_a_probe_keeps_the_faster_strategy_unless_it_is_larger_and_hdf5_reads_ei
         assert np.array_equal(f["ids"][()], ids) and np.array_equal(f["steps"][()], steps)
 
 
+def _growing_gzip_u4(f: h5py.File, chunk_rows: int) -> None:
+    """An empty uint32 dataset ``d`` growing along axis 0, gzip level 4 + shuffle."""
+    f.create_dataset(
+        "d", (0,), maxshape=(None,), dtype="<u4", chunks=(chunk_rows,),
+        compression="gzip", compression_opts=4, shuffle=True,
+    )  # fmt: skip
+
+
 def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Path) -> None:
     a = Appendable("/d", 16384, np.dtype("<u4"), (), 0, codec=Codec(4, True))
     writer = ChunkWriter(workers=1)
@@ -317,10 +325,7 @@ def test_the_writer_probes_each_dataset_again_every_so_many_chunks(tmp_path: Pat
     ids = np.concatenate([np.flatnonzero(rng.random(1000) < 0.05) for _ in range(n // 40)])
     ids = ids[:n].astype("<u4")
     with h5py.File(tmp_path / "w.h5", "w") as f:
-        f.create_dataset(
-            "d", (0,), maxshape=(None,), dtype="<u4", chunks=(16384,),
-            compression="gzip", compression_opts=4, shuffle=True,
-        )  # fmt: skip
+        _growing_gzip_u4(f, 16384)
         probes = 0
         for k in range(PROBE_EVERY + 2):
             probes += a.strategy.until_probe == 0
@@ -344,10 +349,7 @@ def test_a_written_chunk_is_freed_at_once_not_by_the_cyclic_collector(tmp_path: 
     gc.disable()
     try:
         with h5py.File(tmp_path / "w.h5", "w") as f:
-            f.create_dataset(
-                "d", (0,), maxshape=(None,), dtype="<u4", chunks=(4096,),
-                compression="gzip", compression_opts=4, shuffle=True,
-            )  # fmt: skip
+            _growing_gzip_u4(f, 4096)
             for k in range(40):
                 rows = np.arange(k * 4096, (k + 1) * 4096, dtype="<u4")
                 alive.append(weakref.ref(rows))
@@ -377,10 +379,7 @@ def test_after_a_chunk_fails_no_later_chunk_is_written(tmp_path: Path) -> None:
     writer = ChunkWriter(workers=1)
     data = np.arange(16384 * 3, dtype="<u4")
     with h5py.File(tmp_path / "f.h5", "w") as f:
-        f.create_dataset(
-            "d", (0,), maxshape=(None,), dtype="<u4", chunks=(16384,),
-            compression="gzip", compression_opts=4, shuffle=True,
-        )  # fmt: skip
+        _growing_gzip_u4(f, 16384)
         for k in range(2):
             writer.submit(f, a, k * 16384, data[k * 16384 : (k + 1) * 16384])
         with pytest.raises(zlib.error):

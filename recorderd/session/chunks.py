@@ -5,10 +5,11 @@ the shuffle filter's byte planes, then a zlib deflate stream (as ``H5Z_filter_de
 writes it), so any HDF5 reader opens the dataset as usual.
 
 The last, partly filled chunk of each dataset, written at close, is mostly padding
-(zeros). It is deflated by ISA-L (``isal``, a dependency of the project; zlib at level 1
-if it cannot be imported): on such chunks it is ~10x faster than zlib and its stream 2-4x
-smaller, since zlib's fastest level encodes long zero runs poorly. It is the same format,
-a zlib stream: every deflate stream decompresses the same way, whoever wrote it.
+(zeros). It is deflated by ISA-L (``isal``, a dependency of the project; at level 1 by
+:func:`_deflate` if it cannot be imported): on such chunks it is ~10x faster than zlib
+and its stream 2-4x smaller, since zlib's fastest level encodes long zero runs poorly.
+It is the same format, a zlib stream: every deflate stream decompresses the same way,
+whoever wrote it.
 
 Whole chunks are deflated by zlib-ng (``zlib-ng``, a dependency of the project; zlib if
 it cannot be imported): on the shuffled chunks of spike indices, times, frames and
@@ -137,7 +138,7 @@ def _deflate(data: bytes, level: int, rle: bool) -> bytes:
 
 
 def deflate_tail(data: bytes) -> bytes:
-    """A zlib stream of a mostly padded chunk: ISA-L if installed, else zlib."""
+    """A zlib stream of a mostly padded chunk: ISA-L if installed, else :func:`_deflate`."""
     if _isal is not None:
         return bytes(_isal.compress(data, TAIL_LEVEL))
     return _deflate(data, TAIL_LEVEL, False)

@@ -228,7 +228,8 @@ class _Ids:
         """An empty dataset growing along axis 0, as ``group.create_dataset`` makes it."""
         # h5py's global track_order goes into the property list: part of the key.
         order = bool(h5py.get_config().track_order)
-        key = (_type_key(np.dtype(dtype)), chunks, tuple(sorted(f.items())), order)
+        dt = np.dtype(dtype)
+        key = (_type_key(dt), chunks, tuple(sorted(f.items())), order)
         dcpl = self._dcpl.get(key)
         if dcpl is None:
             ds = group.create_dataset(
@@ -241,7 +242,7 @@ class _Ids:
             )
             self._put(self._dcpl, key, ds.id.get_create_plist())
             return
-        tid = self._type(np.dtype(dtype))[0]
+        tid = self._type(dt)[0]
         shape = (0, *row_shape)
         space = self._space(shape, (h5py.h5s.UNLIMITED, *row_shape))
         h5py.h5d.create(group.id, name.encode("ascii"), tid, space, dcpl=dcpl).close()
