@@ -42,6 +42,11 @@ Figures per sink and workload:
   published message not written is shown next to it); other sinks: published - received;
 - CPU s per million messages: the sink process's utime + stime (``/proc/PID/stat``)
   from "go" to done (recorderd: to its exit, so including the close);
+- CPU by thread: the same from "go" to done (recorderd: to all written), summed per
+  thread role by the name the OS shows for each thread (``/proc/PID/task/*/comm``):
+  Zenoh's runtime (``rx-N``, ``tx-N``, ``acc-N``, ...), recorderd's subscription
+  callbacks (``rd-sub-N``), writer (``rd-writer``) and compression pool (``rd-gzip-N``),
+  and the rest (the main thread; a baseline's callback thread, which is not named);
 - bytes on disk per spike: total output size / spikes published;
 - peak RSS: VmHWM (and ``ru_maxrss`` of the reaped process), whole process lifetime.
 
@@ -478,8 +483,15 @@ def child_sink(spec: dict[str, Any]) -> None:
     intake = Intake(200_000, 512 << 20, PREFIX) if handoff else None
 
     def on_handoff(sample: Any) -> None:  # recorderd's Bus callback, as it is
-        payload = sample.payload.to_bytes() if sample.kind == put else None
-        intake.put(str(sample.key_expr), payload, 0.0)  # type: ignore[union-attr]
+        payload = sample.payload.to_bytes()
+        if not payload and sample.kind != put:
+            payload = None
+        stamp = sample.timestamp
+        intake.put(  # type: ignore[union-attr]
+            str(sample.key_expr),
+            payload,
+            0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
+        )
 
     def drain(handler: Any) -> None:  # the pulled alternative: one of our threads
         recv, try_recv = handler.recv, handler.try_recv
@@ -704,6 +716,43 @@ def proc_cpu(pid: int) -> float | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: What a thread does, by the name the OS shows for it: Zenoh names its runtime's threads
+#: (rx-N, tx-N, acc-N, net-N, app-N); recorderd names its own (recorderd.session.threads).
+THREAD_ROLES = (
+    ("zenoh", ("rx-", "tx-", "acc-", "net-", "app-")),
+    ("callback", ("rd-sub-",)),
+    ("writer", ("rd-writer",)),
+    ("compression", ("rd-gzip-",)),
+)
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """utime + stime of each thread of ``pid`` (by thread id): its OS name and seconds."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two :func:`thread_cpu` readings, summed per role
+    (:data:`THREAD_ROLES`; ``other``: the main thread, query threads, unnamed ones)."""
+    roles = {name: 0.0 for name, _ in THREAD_ROLES} | {"other": 0.0}
+    for tid, (comm, cpu) in after.items():
+        spent = cpu - before.get(tid, (comm, 0.0))[1]
+        role = next((n for n, prefixes in THREAD_ROLES if comm.startswith(prefixes)), "other")
+        roles[role] += spent
+    return {k: round(v, 3) for k, v in roles.items()}
 
 
 def proc_hwm_kb(pid: int) -> int:
@@ -1092,6 +1141,7 @@ def run_one(
             log(f"{tag}: {problem}")
             return row
         cpu0 = proc_cpu(sink_pid) or 0.0
+        threads0 = thread_cpu(sink_pid)
         t_go = go(pubs)
         if daemon is not None:
             row.update(wait_recorderd(daemon, pubs, w.total, t_go, timeout))
@@ -1100,6 +1150,7 @@ def run_one(
             row.update(wait_sink(sink_child, pubs, t_go, timeout))
         cpu1 = proc_cpu(sink_pid)
         row["cpu_run_s"] = round((cpu1 or cpu0) - cpu0, 3)
+        row["cpu_by_thread_s"] = cpu_by_role(threads0, thread_cpu(sink_pid))
         hwm = proc_hwm_kb(sink_pid)
         wait_all_done(pubs, 30)
         row["publishers"] = publisher_figures(pubs)
@@ -1491,6 +1542,37 @@ def ratio(x: float | None, base: float | None) -> str:
     return f" ({x / base:.2f}x)"
 
 
+def cpu_by_thread_table(
+    by: dict[tuple[str, str], dict[str, Any]], sinks: Sequence[str], wl: Sequence[str]
+) -> list[str]:
+    """Where each sink's CPU went, by thread role, from "go" to all written (s per million)."""
+    roles = [name for name, _ in THREAD_ROLES] + ["other"]
+    rows = []
+    for s in sinks:
+        for w in wl:
+            r = by.get((w, s))
+            if r is None or r.get("error") or not r.get("cpu_by_thread_s") or not r["published"]:
+                continue
+            per_m = 1e6 / r["published"]
+            rows.append([
+                s, w,
+                *(fnum(r["cpu_by_thread_s"][k] * per_m) for k in roles),
+                fnum(r["cpu_run_s"] * per_m), fnum(r.get("cpu_s_per_M")),
+            ])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "### CPU by thread, s per million messages (from go to all written; then to exit)",
+        "",
+        "zenoh: Zenoh's runtime threads; callback: zenoh-python's callback threads (named "
+        "by recorderd only; a baseline's count as other); writer and compression: "
+        "recorderd's writer thread and pool; other: the main thread and the rest.",
+        "",
+        *table(["sink", "workload", *roles, "all, to written", "all, to exit"], rows),
+        "",
+    ]
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -1610,6 +1692,7 @@ def markdown(result: dict[str, Any]) -> str:
                 rows,
             )  # fmt: skip
             lines.append("")
+        lines += cpu_by_thread_table(by, sinks, wl)
         if "c" in wl:
             lines += [f"### workload c: {by[next(k for k in by if k[0] == 'c')]['title']}", ""]
             rows = []

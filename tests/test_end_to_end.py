@@ -72,6 +72,9 @@ def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path) -> None:
             30,
             f"{published} messages received",
         )
+        # `top -H` shows each of recorderd's threads by its role, beside Zenoh's own.
+        names = {p.read_text().strip() for p in Path(f"/proc/{rec.pid}/task").glob("*/comm")}
+        assert {"rd-writer", "rd-sub-0", "rd-sub-1", "rd-query"} <= names, " ".join(sorted(names))
         assert stop(rec) == 0
 
     stats = statistics(session)

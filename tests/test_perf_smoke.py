@@ -38,8 +38,13 @@ def test_perf_quick(tmp_path: Path) -> None:
             assert r["lost"] == 0, (workload, r["recorderd"]["final_totals"])
             assert r["written"] == r["published"] == r["expected"], workload
             assert r["recorderd"]["exit_code"] == 0, r["recorderd"]["log"]
+            # CPU by the role of each thread (their OS names), for the profile table
+            assert set(r["cpu_by_thread_s"]) == {
+                "zenoh", "callback", "writer", "compression", "other"
+            }, workload  # fmt: skip
     for sink in SINKS:
         assert f"| {sink} |" in run.stdout
+    assert "### CPU by thread" in run.stdout
     sustained = result["sustained"]
     assert sustained["steps"], sustained
     for step in sustained["steps"]:  # the bare subscriber's CPU after every clean step

@@ -357,6 +357,9 @@ def test_a_written_chunk_is_freed_at_once_not_by_the_cyclic_collector(tmp_path: 
                 del rows
             writer.drain(f)
             assert [r() is None for r in alive] == [True] * 40
+            # The pool's threads carry their role in the OS (`top -H`): rd-gzip-N.
+            names = {p.read_text().strip() for p in Path("/proc/self/task").glob("*/comm")}
+            assert {"rd-gzip-0", "rd-gzip-1"} <= names
         writer.close()
     finally:
         gc.enable()

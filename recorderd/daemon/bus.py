@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import zenoh
 
+from recorderd.session.threads import name_os_thread
 from recorderd.wire import (
     ALIVE_WORD,
     CONTROL_WORD,
@@ -412,20 +413,31 @@ class Bus:
             raise RuntimeError("bus not open")
         put = zenoh.SampleKind.PUT
 
-        def on_sample(sample: zenoh.Sample) -> None:
-            # Runs on a Zenoh thread: copy out and hand over, nothing else. Only an empty
-            # payload can be a DELETE's: the kind is looked at then (0.2 us per message).
-            payload: bytes | None = sample.payload.to_bytes()
-            if not payload and sample.kind != put:
-                payload = None
-            stamp = sample.timestamp
-            submit(
-                str(sample.key_expr),
-                payload,
-                0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
-            )
+        def callback(thread_name: str) -> Callable[[zenoh.Sample], None]:
+            named = False
+
+            def on_sample(sample: zenoh.Sample) -> None:
+                # Runs on zenoh-python's thread of this subscription: copy out and hand
+                # over, nothing else. Only an empty payload can be a DELETE's: the kind is
+                # looked at then (0.2 us per message).
+                nonlocal named
+                if not named:  # the thread is zenoh-python's: it is named on first use
+                    name_os_thread(thread_name)
+                    named = True
+                payload: bytes | None = sample.payload.to_bytes()
+                if not payload and sample.kind != put:
+                    payload = None
+                stamp = sample.timestamp
+                submit(
+                    str(sample.key_expr),
+                    payload,
+                    0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
+                )
+
+            return on_sample
 
         for key in keys:
+            on_sample = callback(f"rd-sub-{len(self._subscribers)}")
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))
             log.info("subscribed to %s", key)
 
@@ -440,6 +452,7 @@ class Bus:
         own = None if "*" in key else key
 
         def serve() -> None:
+            name_os_thread("rd-query")
             for query in queryable.handler:  # ends when the queryable is undeclared
                 with query:
                     query.reply(own or str(query.key_expr), answer())

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from recorderd.session.appendable import Appendable
 from recorderd.session.chunks import PROBE_EVERY
+from recorderd.session.threads import name_os_thread
 
 #: Encoding threads (this machine class has 2 cores: one for the writer, one for this).
 WORKERS: Final = 2
@@ -61,7 +62,7 @@ class _Pool:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._finished = threading.Condition()
         self._threads = [
-            threading.Thread(target=self._work, name=f"recorderd-gzip_{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"recorderd-gzip_{i}", daemon=True)
             for i in range(workers)
         ]
         for t in self._threads:
@@ -82,7 +83,8 @@ class _Pool:
             raise job.error
         return job.result
 
-    def _work(self) -> None:
+    def _work(self, i: int) -> None:
+        name_os_thread(f"rd-gzip-{i}")
         while (job := self._jobs.get()) is not None:
             try:
                 job.result = job.fn(*job.args)
