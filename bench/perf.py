@@ -1554,9 +1554,13 @@ def cpu_by_thread_table(
             if r is None or r.get("error") or not r.get("cpu_by_thread_s") or not r["published"]:
                 continue
             per_m = 1e6 / r["published"]
+            by_role = r["cpu_by_thread_s"]
+            # A thread that ended before the second reading is gone from /proc: its CPU
+            # is the rest of the process's (a baseline's writer thread ends at "done").
+            ended = max(0.0, r["cpu_run_s"] - sum(by_role[k] for k in roles))
             rows.append([
                 s, w,
-                *(fnum(r["cpu_by_thread_s"][k] * per_m) for k in roles),
+                *(fnum(by_role[k] * per_m) for k in roles), fnum(ended * per_m),
                 fnum(r["cpu_run_s"] * per_m), fnum(r.get("cpu_s_per_M")),
             ])  # fmt: skip
     if not rows:
@@ -1566,9 +1570,11 @@ def cpu_by_thread_table(
         "",
         "zenoh: Zenoh's runtime threads; callback: zenoh-python's callback threads (named "
         "by recorderd only; a baseline's count as other); writer and compression: "
-        "recorderd's writer thread and pool; other: the main thread and the rest.",
+        "recorderd's writer thread and pool; other: the main thread and the rest; ended: "
+        "the rest of the process's CPU (threads that ended before the second reading, such "
+        "as a baseline's writer, and each thread's rounding to 10 ms).",
         "",
-        *table(["sink", "workload", *roles, "all, to written", "all, to exit"], rows),
+        *table(["sink", "workload", *roles, "ended", "all, to written", "all, to exit"], rows),
         "",
     ]
 
