@@ -210,7 +210,7 @@ class Streams:
     ) -> None:
         """Append flat (step, time, neuron id) spike rows and their message index rows."""
         if times.size:
-            unsorted = times[0] < handle.last_time or bool(np.any(np.diff(times) < 0))
+            unsorted = times[0] < handle.last_time or bool((times[1:] < times[:-1]).any())
             if unsorted and handle.sorted_by_time:
                 handle.sorted_by_time = False
                 self.pending_sorting[handle.path] = "none"
