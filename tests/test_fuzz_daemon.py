@@ -612,6 +612,13 @@ def test_malformed_data_payloads_are_counted_by_reason_and_valid_ones_recorded(
             (WEIGHTS_KEY, override(weights(0), n1=0), "bad_length"),
             (WEIGHTS_KEY, override(weights(0), n0=65536, n1=1025), "bad_length"),
             (WEIGHTS_KEY, override(weights(0), n0=2**32 - 1, n1=2**32 - 1), "bad_length"),
+            # n0 * n1 = 2^63 + 871 (wrapped in int64 to 871 - 2^63): 871 words must not
+            # pass for its length (this stopped the recorder's writer thread once)
+            (
+                WEIGHTS_KEY,
+                override(weights(0), n0=3_038_845_399, n1=3_035_156_721)[:64] + bytes(4 * 871),
+                "bad_length",
+            ),
             (SPIKES_KEY, raw_spikes([4, 1, 9]), "bad_index"),  # unsorted
             (SPIKES_KEY, raw_spikes([2, 2]), "bad_index"),  # duplicate
             (SPIKES_KEY, raw_spikes([0, LAYER_SIZE]), "bad_index"),  # == layer size

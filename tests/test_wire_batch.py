@@ -175,3 +175,20 @@ def test_wrong_kind_key_and_empty_batch() -> None:
     assert len(decode_batch([], P.Kind.SPIKES)) == 0
     b = decode_batch([valid(P.Kind.MEMBRANE, 0, 0)], P.Kind.SPIKES)
     assert [r[1] for r in b.rejected] == [P.Reason.KIND_MISMATCH]
+
+
+def test_a_weight_matrix_whose_size_overflows_int64_is_rejected_as_decode_does() -> None:
+    """n0 * n1 of two u32 passes 2^63: in int64 it wrapped, and a 3,548-byte payload then
+    "had" its declared length; decode_batch kept it as valid and the writer thread raised
+    (one crafted message on a weights key would have stopped the recorder)."""
+    n0, n1, words = 3_038_845_399, 3_035_156_721, 871  # n0 * n1 = 2^63 + 871
+    assert n0 * n1 == 2**63 + words
+    hostile = HEADER.pack(b"BRNP", 1, int(P.Kind.WEIGHTS), 0, 1, 2, 3, 1.0, 1.0, 10, n0, n1, 0)
+    hostile += bytes(4 * words)
+    ok = valid(P.Kind.WEIGHTS, 5, 0)
+    for batch in ([hostile], [hostile] * (SMALL_BATCH + 1), [ok] * SMALL_BATCH + [hostile]):
+        assert batched(batch, P.Kind.WEIGHTS) == per_message(batch, P.Kind.WEIGHTS)
+        b = decode_batch(batch, P.Kind.WEIGHTS)
+        bad = [i for i, p in enumerate(batch) if p is hostile]
+        assert [(r[0], r[1]) for r in b.rejected] == [(i, P.Reason.BAD_LENGTH) for i in bad]
+        assert b.valid.tolist() == [i for i in range(len(batch)) if i not in bad]

@@ -155,7 +155,11 @@ def decode_batch(payloads: list[bytes], expected: Kind) -> Batch:
     n0 = h["n0"].astype(np.int64)
     n1 = h["n1"].astype(np.int64)
     size = h["layer_size"].astype(np.int64)
-    elements = n0 * n1
+    # n0 * n1 of two u32 can pass 2^63 and wrap in int64 (then a short payload would
+    # "match" its length): each factor is capped just above the bound first, which keeps
+    # every product under 2^53 and over the bound exactly when the true one is.
+    cap = MAX_ELEMENTS + 1
+    elements = np.minimum(n0, cap) * np.minimum(n1, cap)
     bad_length = (n0 == 0) | (n1 == 0) if expected is Kind.WEIGHTS else n1 != 1
     bad_length |= (elements > MAX_ELEMENTS) | (size > MAX_ELEMENTS)
     bad_length |= lens != HEADER_SIZE + 4 * elements
