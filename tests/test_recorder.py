@@ -15,6 +15,7 @@ import pytest
 from analysis.reader import SessionReader
 from recorderd import wire as P
 from recorderd.core.recorder import Recorder
+from recorderd.daemon import pipeline as pipeline_module
 from recorderd.daemon.pipeline import BATCH_MESSAGES, GATHER_S, Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from recorderd.session import layout as L
@@ -345,3 +346,32 @@ def test_queued_messages_dropped_at_low_disk_are_counted(make_settings: MakeSett
         taken,
         20_000 - taken,
     )
+
+
+def test_a_defect_of_the_batch_decoder_loses_no_message(
+    make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the vectorised decoder raises (a defect, such as an overflow once was), its
+    batch is decoded message by message by ``decode``, the reference decoder: every valid
+    message is recorded, every invalid one counted by its reason, the failure logged, and
+    the writer thread goes on."""
+
+    def broken(payloads: list[bytes], kind: P.Kind) -> None:
+        raise RuntimeError("a defect of the batch decoder")
+
+    monkeypatch.setattr(pipeline_module, "decode_batch", broken)
+    settings = make_settings()
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=10_000, flush_interval=1.0)
+    sent = [[i % 50, 99] for i in range(20)]
+    for i, ids in enumerate(sent):
+        pipe.submit(KEY, spike_message(i, ids))
+    pipe.submit(KEY, spike_message(20, [5, 3]))  # unsorted: rejected as bad_index
+    pipe.stop()
+    pipe.run()
+    assert pipe.error is None and pipe.decoder_fallbacks >= 1
+    assert dict(recorder.statistics.rejected) == {"bad_index": 1}
+    with SessionReader(settings.session_dir) as r:
+        assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [i for s in sent for i in s]
+    assert "decoding a batch on brain/pfc-0/spikes/output failed" in caplog.text

@@ -114,6 +114,9 @@ class Pipeline:
         self.flushes = 0
         #: Batches the writer took so far (see :data:`GATHER_MESSAGES`).
         self.batches = 0
+        #: Batches of one key the batch decoder failed on (a defect, logged): their
+        #: messages were decoded one by one by ``decode``, the reference decoder.
+        self.decoder_fallbacks = 0
         #: Per node: its last control state's fields and its latest incarnations (for the
         #: live status; written by the writer thread only, read as copies).
         self._nodes: dict[str, dict[str, Any]] = {}
@@ -373,7 +376,23 @@ class Pipeline:
         (``stamps``: their Zenoh timestamps, ns since 1970, 0 for none)."""
         recorder = self.recorder
         assert sk.kind is not None
-        batch = decode_batch(payloads, sk.kind)
+        try:
+            batch = decode_batch(payloads, sk.kind)
+        except Exception as exc:  # a defect of the batch decoder must not stop the recording
+            self.decoder_fallbacks += 1
+            if self.decoder_fallbacks == 1:
+                log.exception("decoding a batch on %s failed", key[:200])
+            recorder.events.event(
+                "batch decoder failure",
+                logging.ERROR,
+                "decoding a batch of %d message(s) on %s failed (%r): decoded one by one",
+                len(payloads),
+                key[:200],
+                exc,
+            )
+            for i, payload in enumerate(payloads):  # the reference decoder, message by message
+                self.handle(key, payload, 0 if stamps is None else stamps[i])
+            return
         if stamps is not None:
             batch.with_stamps(stamps)
         if len(batch):
