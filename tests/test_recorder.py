@@ -375,3 +375,26 @@ def test_a_defect_of_the_batch_decoder_loses_no_message(
     with SessionReader(settings.session_dir) as r:
         assert r.spikes("pfc-0", "output").neuron_ids.tolist() == [i for s in sent for i in s]
     assert "decoding a batch on brain/pfc-0/spikes/output failed" in caplog.text
+
+
+def test_a_seq_that_wraps_is_refused_in_a_batch_as_one_by_one(make_settings: MakeSettings) -> None:
+    """seq never wraps (docs/wire-protocol.md): 2^64 - 2, 2^64 - 1, 0, 1 on one stream.
+    Message by message the last two are implausible; the batch path took all four (numpy's
+    uint64 difference wraps: 0 - (2^64 - 1) == 1) and then expected a seq past 2^64."""
+    seqs = [2**64 - 2, 2**64 - 1, 0, 1]
+    msgs = [spike_message(s, [1], step=i) for i, s in enumerate(seqs)]
+    one_by_one = feed(make_settings(session="one"), [(KEY, m) for m in msgs]).statistics
+    settings = make_settings(session="batch")
+    recorder = Recorder(settings.core())
+    recorder.start()
+    pipe = Pipeline(recorder, prefix="brain", capacity=1_000, flush_interval=1.0)
+    pipe.submit(KEY, msgs[0])  # the stream's first message: its key is parsed
+    pipe._drain()
+    for m in msgs[1:]:
+        pipe.submit(KEY, m)
+    pipe.stop()
+    pipe.run()
+    batched = recorder.statistics
+    for st in (one_by_one, batched):
+        assert st.totals()["received"] == 2
+        assert dict(st.rejected) == {"implausible_seq": 2}

@@ -106,6 +106,8 @@ class SequenceTracker:
         """
         if self.incarnation != incarnation or first != self.expected or count < 1:
             return False
+        if first + count > SEQ_LIMIT:  # the run wraps past 2^64 - 1 (seq never wraps)
+            return False
         self.expected = first + count
         self.last_at = now
         self._suspect = None

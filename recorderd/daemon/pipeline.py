@@ -416,7 +416,7 @@ class Pipeline:
         sk: StreamKey | None = None
         try:
             if key == PRESENCE_KEY and payload is not None:
-                event, _, node_id = payload.decode().partition("/")
+                event, _, node_id = payload.decode("utf-8", "replace").partition("/")
                 recorder.add_presence(node_id, event, received_at)
                 return
             sk = self._keys.get(key)
