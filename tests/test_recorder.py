@@ -398,3 +398,26 @@ def test_a_seq_that_wraps_is_refused_in_a_batch_as_one_by_one(make_settings: Mak
     for st in (one_by_one, batched):
         assert st.totals()["received"] == 2
         assert dict(st.rejected) == {"implausible_seq": 2}
+
+
+def test_a_delete_after_data_of_its_key_in_one_batch_counts_as_one_by_one(
+    make_settings: MakeSettings,
+) -> None:
+    """DELETE, data, DELETE on one key: the writer holds a batch's data per key, so the
+    second DELETE was handled before the data and missed the stream's own count."""
+    samples: list[bytes | None] = [None, spike_message(0, [1]), None]
+    counts = []
+    for mode in ("one", "batch"):
+        settings = make_settings(session=mode)
+        recorder = Recorder(settings.core())
+        recorder.start()
+        pipe = Pipeline(recorder, prefix="brain", capacity=1_000, flush_interval=1.0)
+        for payload in samples:
+            pipe.submit(KEY, payload)
+            if mode == "one":
+                pipe._drain()
+        pipe.stop()
+        pipe.run()
+        st = recorder.statistics
+        counts.append((st.streams["pfc-0/spikes/output"].rejected, dict(st.rejected)))
+    assert counts == [(1, {"delete_sample": 2})] * 2

@@ -363,6 +363,9 @@ class Pipeline:
             if sk is not None and sk.kind is not None and payload is not None:
                 groups[key] = ([payload], [received_at])
             else:  # control, presence, DELETE, or a key not parsed yet
+                if group is not None:  # a DELETE after data of its key: that data first
+                    del groups[key]
+                    self.handle_data(self._keys[key], key, *group)
                 self.handle(key, payload, received_at)
         for key, (payloads, stamps) in groups.items():
             self.handle_data(self._keys[key], key, payloads, stamps)
