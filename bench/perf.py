@@ -106,6 +106,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # last resort: an installed package or PYTHONPATH wins
 
+from recorderd.session import threads  # noqa: E402  (thread names; imports no zenoh or h5py)
+
 PREFIX = "brain"
 SINKS = ("count", "mcap", "seed", "recorderd")
 #: Opt-in sinks (``--sinks handoff-callback,handoff-fifo``): how samples leave Zenoh's
@@ -446,12 +448,11 @@ def child_sink(spec: dict[str, Any]) -> None:
     """A count / mcap / seed sink: subscribe, answer the flush barrier, report "done"."""
     import zenoh
 
-    from recorderd.daemon.bus import make_config
+    from recorderd.daemon.bus import hand_over, make_config
     from recorderd.daemon.intake import Intake
 
     cmds = Commands()
     kind: str = spec["kind"]
-    put = zenoh.SampleKind.PUT
     expect: int = spec["expect"]
     workdir = Path(spec["workdir"])
     out: McapOut | SeedOut | None = None
@@ -482,16 +483,8 @@ def child_sink(spec: dict[str, Any]) -> None:
     handoff = kind.startswith("handoff-")
     intake = Intake(200_000, 512 << 20, PREFIX) if handoff else None
 
-    def on_handoff(sample: Any) -> None:  # recorderd's Bus callback, as it is
-        payload = sample.payload.to_bytes()
-        if not payload and sample.kind != put:
-            payload = None
-        stamp = sample.timestamp
-        intake.put(  # type: ignore[union-attr]
-            str(sample.key_expr),
-            payload,
-            0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
-        )
+    # recorderd's own subscriber callback, feeding the intake as the daemon's does
+    on_handoff = hand_over(intake.put, f"{threads.SUB}0") if intake is not None else None
 
     def drain(handler: Any) -> None:  # the pulled alternative: one of our threads
         recv, try_recv = handler.recv, handler.try_recv
@@ -708,37 +701,41 @@ def child_latency(spec: dict[str, Any]) -> None:
 # -- harness: processes -------------------------------------------------------------------
 
 
-def proc_cpu(pid: int) -> float | None:
-    """utime + stime of ``pid`` in seconds (None once it is gone)."""
+def _stat_cpu(stat: Path) -> float | None:
+    """utime + stime in seconds from a ``/proc`` stat file (None once it is gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime + stime of ``pid`` in seconds (None once it is gone)."""
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
 
 
 #: What a thread does, by the name the OS shows for it: Zenoh names its runtime's threads
 #: (rx-N, tx-N, acc-N, net-N, app-N); recorderd names its own (recorderd.session.threads).
 THREAD_ROLES = (
     ("zenoh", ("rx-", "tx-", "acc-", "net-", "app-")),
-    ("callback", ("rd-sub-",)),
-    ("writer", ("rd-writer",)),
-    ("compression", ("rd-gzip-",)),
+    ("callback", (threads.SUB,)),
+    ("writer", (threads.WRITER,)),
+    ("compression", (threads.GZIP,)),
 )
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """utime + stime of each thread of ``pid`` (by thread id): its OS name and seconds."""
     out: dict[int, tuple[str, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+        cpu = _stat_cpu(task / "stat")
+        if cpu is not None:
+            out[int(task.name)] = (comm, cpu)
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 
 import zenoh
 
-from recorderd.session.threads import name_os_thread
+from recorderd.session.threads import QUERY, SUB, name_os_thread
 from recorderd.wire import (
     ALIVE_WORD,
     CONTROL_WORD,
@@ -142,6 +142,35 @@ def make_config(
         detail = zenoh_message(exc) if isinstance(exc, zenoh.ZError) else str(exc)
         raise BusConfigError(f"invalid Zenoh configuration{where}: {detail}") from None
     return config
+
+
+def hand_over(
+    submit: Callable[[str, bytes | None, int], object], thread_name: str
+) -> Callable[[zenoh.Sample], None]:
+    """A subscriber callback handing each sample to ``submit(key, payload, zenoh_time)``
+    (see :meth:`Bus.subscribe`); it names its thread ``thread_name`` on first use."""
+    put = zenoh.SampleKind.PUT
+    named = False
+
+    def on_sample(sample: zenoh.Sample) -> None:
+        # Runs on zenoh-python's thread of this subscription: copy out and hand over,
+        # nothing else. Only an empty payload can be a DELETE's: the kind is looked at
+        # then (0.2 us per message).
+        nonlocal named
+        if not named:  # the thread is zenoh-python's: it is named on first use
+            name_os_thread(thread_name)
+            named = True
+        payload: bytes | None = sample.payload.to_bytes()
+        if not payload and sample.kind != put:
+            payload = None
+        stamp = sample.timestamp
+        submit(
+            str(sample.key_expr),
+            payload,
+            0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
+        )
+
+    return on_sample
 
 
 def subscription_keys(
@@ -411,33 +440,8 @@ class Bus:
         """
         if self._session is None:
             raise RuntimeError("bus not open")
-        put = zenoh.SampleKind.PUT
-
-        def callback(thread_name: str) -> Callable[[zenoh.Sample], None]:
-            named = False
-
-            def on_sample(sample: zenoh.Sample) -> None:
-                # Runs on zenoh-python's thread of this subscription: copy out and hand
-                # over, nothing else. Only an empty payload can be a DELETE's: the kind is
-                # looked at then (0.2 us per message).
-                nonlocal named
-                if not named:  # the thread is zenoh-python's: it is named on first use
-                    name_os_thread(thread_name)
-                    named = True
-                payload: bytes | None = sample.payload.to_bytes()
-                if not payload and sample.kind != put:
-                    payload = None
-                stamp = sample.timestamp
-                submit(
-                    str(sample.key_expr),
-                    payload,
-                    0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
-                )
-
-            return on_sample
-
         for key in keys:
-            on_sample = callback(f"rd-sub-{len(self._subscribers)}")
+            on_sample = hand_over(submit, f"{SUB}{len(self._subscribers)}")
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))
             log.info("subscribed to %s", key)
 
@@ -452,7 +456,7 @@ class Bus:
         own = None if "*" in key else key
 
         def serve() -> None:
-            name_os_thread("rd-query")
+            name_os_thread(QUERY)
             for query in queryable.handler:  # ends when the queryable is undeclared
                 with query:
                     query.reply(own or str(query.key_expr), answer())

@@ -21,7 +21,7 @@ from recorderd.daemon.settings import RecorderSettings
 from recorderd.daemon.status import LiveStatus
 from recorderd.session.errors import SessionBusyError, WriterError
 from recorderd.session.lock import SessionLock
-from recorderd.session.threads import name_os_thread
+from recorderd.session.threads import WRITER, name_os_thread
 from recorderd.wire import shard_key, status_key
 from recorderd.wire.shards import ShardClaim
 
@@ -169,7 +169,7 @@ class Daemon:
         worker_done: asyncio.Future[None] = loop.create_future()
 
         def work() -> None:
-            name_os_thread("rd-writer")
+            name_os_thread(WRITER)
             try:
                 self.pipeline.run()
             finally:

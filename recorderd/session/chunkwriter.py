@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from recorderd.session.appendable import Appendable
 from recorderd.session.chunks import PROBE_EVERY
-from recorderd.session.threads import name_os_thread
+from recorderd.session.threads import GZIP, name_os_thread
 
 #: Encoding threads (this machine class has 2 cores: one for the writer, one for this).
 WORKERS: Final = 2
@@ -84,7 +84,7 @@ class _Pool:
         return job.result
 
     def _work(self, i: int) -> None:
-        name_os_thread(f"rd-gzip-{i}")
+        name_os_thread(f"{GZIP}{i}")
         while (job := self._jobs.get()) is not None:
             try:
                 job.result = job.fn(*job.args)

@@ -15,6 +15,11 @@ from typing import Any, Final
 
 #: Bytes of a thread's name Linux keeps (then a NUL).
 MAX_NAME: Final = 15
+#: The names (prefixes for numbered ones) of recorderd's threads.
+WRITER: Final = "rd-writer"
+GZIP: Final = "rd-gzip-"
+SUB: Final = "rd-sub-"
+QUERY: Final = "rd-query"
 _PR_SET_NAME: Final = 15
 
 
