@@ -37,7 +37,8 @@ Figures per sink and workload:
 
 - msg/s and spikes/s: published messages (spikes) / seconds from "go" until the sink's
   output is complete (count: last sample counted; mcap/seed: file finished and closed;
-  recorderd: all messages ``written`` per its status, the close is reported apart);
+  recorderd: all messages ``written`` per its status, timed by the age of the writer's
+  last batch that the status reports, the close is reported apart);
 - messages lost: recorderd's own statistics (missing + intake_dropped + rejected; a
   published message not written is shown next to it); other sinks: published - received;
 - CPU s per million messages: the sink process's utime + stime (``/proc/PID/stat``)
@@ -627,6 +628,7 @@ def child_monitor(spec: dict[str, Any]) -> None:
                     queued=doc["intake_queued"],
                     file_bytes=doc["file_bytes"],
                     streams=len(doc["streams"]),
+                    batch_age=doc.get("last_batch_age_s"),
                 )
             # A big status document (many streams) costs recorderd CPU to build: poll at
             # most at a 10% duty cycle of the query time.
@@ -1257,7 +1259,7 @@ def wait_recorderd(
             if t_received is None and tot["received"] >= expected:
                 t_received = st["t"]
             if tot["written"] >= expected and st["queued"] == 0:
-                t_written, completed = st["t"], True
+                t_written, completed = written_at(st), True
                 break
             sig = (tot["received"], tot["written"], tot["missing"], tot["intake_dropped"])
             if sig != last:
@@ -1266,7 +1268,7 @@ def wait_recorderd(
             pubs_done = all(p.latest.get("done") or not p.alive() for p in pubs)
             settled = st["queued"] == 0 and tot["written"] >= tot["received"]
             if pubs_done and settled and (tot["received"] + lost >= expected or now() - since > 5):
-                t_written = st["t"]
+                t_written = written_at(st)
                 break
         time.sleep(0.02)
     return {
@@ -1274,6 +1276,15 @@ def wait_recorderd(
         "seconds": round(t_written - t_go, 4) if t_written else None,
         "received_s": round(t_received - t_go, 4) if t_received else None,
     }
+
+
+def written_at(status: dict[str, Any]) -> float:
+    """When recorderd's writer took its last batch, per a status answered at ``t``: its
+    ``last_batch_age_s`` back from the answer, so that the time does not depend on how
+    often the monitor polls (it backs off under load). The answer was built before ``t``,
+    so this errs late, by less than the query's time."""
+    age = status.get("batch_age")
+    return float(status["t"]) - (float(age) if age is not None else 0.0)
 
 
 def run_analyzer(session_dir: Path, work: Path) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class Pipeline:
         self._logged_rejected = 0
         #: time.monotonic() of the last completed flush: the writer's heartbeat.
         self.last_flush = time.monotonic()
+        #: time.monotonic() when the writer last finished handling queued messages (None:
+        #: not yet); the live status shows its age.
+        self.last_batch: float | None = None
         #: The longest time between two flushes so far (seconds), and how many there were.
         self.longest_flush_gap = 0.0
         self.flushes = 0
@@ -232,6 +235,7 @@ class Pipeline:
                     handled = self._drain()
                     last_batch = now
                     now = time.monotonic()
+                    self.last_batch = now
                 elif self._abort.is_set():
                     raise WriteAborted()
                 if now - last_flush >= self._flush_interval:
