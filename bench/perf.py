@@ -65,15 +65,22 @@ highest clean rate, publish -> readable latency on a fresh recorderd: publishers
 ``analysis.reader.SessionReader`` every 100 ms and records (now - time_ms) for each new
 frame the first time it is readable (rows made durable by the last flush).
 
+Rounds: workloads a and b are then run again (``--rounds``, 3 in all by default), every
+sink but ``seed`` one after the other on fresh publishers each round. The main tables are
+round 1; a last table gives, per round, recorderd's and mcap's msg/s and CPU per message
+as ratios to ``count`` of the same round (recorderd's msg/s also to mcap's), and their
+median: on this shared 2-core machine one round's ratios move by up to a third.
+
 Every wait is bounded; children are killed by pid only, and only our own. The machine
 facts (cores, Python, zenoh) and the CPU other processes used meanwhile are reported.
 
 Usage:
   python bench/perf.py [--quick] [--workloads a,b,c,d,e,sustained]
-                       [--sinks count,mcap,seed,recorderd] [--json OUT] [--workdir DIR] [--keep]
+                       [--sinks count,mcap,seed,recorderd] [--rounds 3] [--json OUT]
+                       [--workdir DIR] [--keep]
   python bench/perf.py sustained [--quick] [--rates 20000,40000] [--step-seconds 20] [--json OUT]
-``--quick`` shrinks everything (4 x 2,000 messages, 200 streams, 2 sustained steps of
-5 s) to about a minute and a half.
+``--quick`` shrinks everything (4 x 2,000 messages, 200 streams, 2 rounds, 2 sustained
+steps of 5 s) to about two minutes.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -118,6 +126,9 @@ SINKS = ("count", "mcap", "seed", "recorderd")
 HANDOFF_SINKS = ("handoff-callback", "handoff-fifo")
 HANDOFF_FIFO = 4096  # samples the FifoChannel holds (Zenoh's own default is 256)
 WORKLOADS = ("a", "b", "c", "d", "e")
+#: Workloads run ``--rounds`` times (every sink but ``seed``, one after the other in each
+#: round): their ratios move by up to a third between runs on a shared 2-core machine.
+ROUND_WORKLOADS = ("a", "b")
 STATS_FILE = "recording_statistics.json"
 DATA_FILE = "simulation_data.h5"
 KEYS_PER_PROCESS = 250  # workload c: one publisher process per 250 keys
@@ -1587,6 +1598,44 @@ def cpu_by_thread_table(
     ]
 
 
+def rounds_table(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Workloads a and b round by round: each sink's msg/s and CPU per message as ratios
+    to ``count`` of the same round (recorderd's msg/s also to ``mcap``'s), and the median."""
+    by = {(r["workload"], r["sink"], r.get("round", 1)): r for r in runs if not r.get("error")}
+    rounds = sorted({k[2] for k in by})
+    if len(rounds) < 2:
+        return []
+    rows = []
+    for w in ROUND_WORKLOADS:
+        for s, base, metric, label in (
+            ("recorderd", "count", "msg_per_s", "msg/s vs count"),
+            ("recorderd", "mcap", "msg_per_s", "msg/s vs mcap"),
+            ("recorderd", "count", "cpu_s_per_M", "CPU per message vs count"),
+            ("mcap", "count", "msg_per_s", "msg/s vs count"),
+            ("mcap", "count", "cpu_s_per_M", "CPU per message vs count"),
+        ):
+            ratios: list[float | None] = []
+            for k in rounds:
+                r, b = by.get((w, s, k)), by.get((w, base, k))
+                v, bv = (r or {}).get(metric), (b or {}).get(metric)
+                ratios.append(v / bv if v and bv else None)
+            got = [x for x in ratios if x is not None]
+            if got:
+                cells = [f"{x:.2f}x" if x is not None else "-" for x in ratios]
+                rows.append([w, s, label, *cells, f"**{statistics.median(got):.2f}x**"])
+    if not rows:
+        return []
+    return [
+        "### Rounds of workloads a and b: ratios within each round, and their median",
+        "",
+        "Each round runs every sink but `seed` on fresh publishers, one after the other; a "
+        "ratio compares two sinks of the same round. The tables above are round 1.",
+        "",
+        *table(["workload", "sink", "ratio", *(f"round {k}" for k in rounds), "median"], rows),
+        "",
+    ]
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -1594,7 +1643,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    runs: list[dict[str, Any]] = result["runs"]
+    every: list[dict[str, Any]] = result["runs"]
+    runs = [r for r in every if r.get("round", 1) == 1]
     wl = [w for w in WORKLOADS if any(r["workload"] == w for r in runs)]
     sinks = [s for s in SINKS + HANDOFF_SINKS if any(r["sink"] == s for r in runs)]
     by = {(r["workload"], r["sink"]): r for r in runs}
@@ -1707,6 +1757,7 @@ def markdown(result: dict[str, Any]) -> str:
             )  # fmt: skip
             lines.append("")
         lines += cpu_by_thread_table(by, sinks, wl)
+        lines += rounds_table(every)
         if "c" in wl:
             lines += [f"### workload c: {by[next(k for k in by if k[0] == 'c')]['title']}", ""]
             rows = []
@@ -1851,6 +1902,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, help="sustained [10; quick 2]")
     p.add_argument("--step-seconds", type=float, help="sustained [20; quick 5]")
     p.add_argument("--latency-seconds", type=float, help="[20; quick 5]")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of workloads a and b (sinks but seed, alternating) [3; quick 2]",
+    )
     p.add_argument("--timeout", type=float, help="per sink run, seconds [600; quick 120]")
     p.add_argument("--json", type=Path, help="write every figure here")
     p.add_argument("--workdir", type=Path, help="keep data here (default: a temporary folder)")
@@ -1867,6 +1923,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "step_seconds": (20.0, 5.0),
         "latency_seconds": (20.0, 5.0),
         "timeout": (600.0, 120.0),
+        "rounds": (3, 2),
     }
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
@@ -1915,6 +1972,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"  -> {fnum(r.get('msg_per_s'))} msg/s, lost {r.get('lost')}, "
                         f"cpu {fnum(r.get('cpu_s'))} s, rss {r.get('peak_rss_mb')} MB"
                     )
+        for k in range(2, args.rounds + 1):
+            for wname in [w for w in ROUND_WORKLOADS if w in chosen]:
+                for sink in [s for s in sinks if s != "seed"]:
+                    log(f"round {k}: workload {wname} -> {sink}")
+                    r = run_one(sink, workloads[wname], work, args.timeout) | {"round": k}
+                    result["runs"].append(r)
+                    if r.get("error"):
+                        log(f"  -> ERROR {r['error']}")
         if "sustained" in chosen and "recorderd" in sinks:
             result["sustained"] = sustained(args, work)
     finally:

@@ -1,9 +1,10 @@
 """A quick run of the side-by-side benchmark: counts only, no timing.
 
 ``bench/perf.py --quick`` runs every sink (count, mcap, seed, recorderd as a daemon
-process) on every workload, plus the sustained-rate steps. Asserted: every sink got every
-published message in workloads a and b, recorderd lost nothing and wrote everything, and
-the tables have one row per sink.
+process) on every workload, a second round of workloads a and b, plus the sustained-rate
+steps. Asserted: every sink got every published message in workloads a and b, recorderd
+lost nothing and wrote everything (in both rounds), and the tables have one row per sink
+and the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ def test_perf_quick(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     runs: dict[tuple[str, str], dict[str, Any]] = {
-        (r["workload"], r["sink"]): r for r in result["runs"]
+        (r["workload"], r["sink"]): r for r in result["runs"] if "round" not in r
     }
+    again = [(r["workload"], r["sink"]) for r in result["runs"] if r.get("round") == 2]
+    # a second round of a and b, every sink but seed, recorderd as exact as in round 1
+    assert sorted(again) == sorted((w, s) for w in "ab" for s in SINKS if s != "seed")
+    for r in result["runs"]:
+        if r.get("round") == 2 and r["sink"] == "recorderd":
+            assert r["lost"] == 0 and r["written"] == r["published"] == r["expected"], r
     for workload in ("a", "b"):
         for sink in SINKS:
             r = runs[(workload, sink)]
@@ -45,6 +52,7 @@ def test_perf_quick(tmp_path: Path) -> None:
     for sink in SINKS:
         assert f"| {sink} |" in run.stdout
     assert "### CPU by thread" in run.stdout
+    assert "| a | recorderd | msg/s vs count | " in run.stdout  # the rounds' ratios
     sustained = result["sustained"]
     assert sustained["steps"], sustained
     for step in sustained["steps"]:  # the bare subscriber's CPU after every clean step
