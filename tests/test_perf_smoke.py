@@ -53,6 +53,9 @@ def test_perf_quick(tmp_path: Path) -> None:
         assert f"| {sink} |" in run.stdout
     assert "### CPU by thread" in run.stdout
     assert "| a | recorderd | msg/s vs count | " in run.stdout  # the rounds' ratios
+    for r in result["runs"]:  # the whole machine during each run: the cores were used
+        assert r["machine_run"]["busy_pct"] > 0 and r["machine_run"]["publishers_cpu_s"] > 0, r
+    assert "### The whole machine during each run" in run.stdout
     sustained = result["sustained"]
     assert sustained["steps"], sustained
     for step in sustained["steps"]:  # the bare subscriber's CPU after every clean step
