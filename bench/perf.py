@@ -1115,11 +1115,18 @@ class Daemon:
 
 
 def run_one(
-    sink: str, base: Workload, work: Path, timeout: float, *, analyzer: bool = False
+    sink: str,
+    base: Workload,
+    work: Path,
+    timeout: float,
+    *,
+    analyzer: bool = False,
+    round_no: int = 1,
 ) -> dict[str, Any]:
-    """Run ``sink`` against fresh publishers of workload ``base``; its figures."""
+    """Run ``sink`` against fresh publishers of workload ``base`` (round ``round_no``, in
+    a folder of its own: a fresh session, a fresh file); its figures."""
     w = base.for_sink(sink)
-    tag = f"{w.name}-{sink}"
+    tag = f"{w.name}-{sink}" if round_no == 1 else f"{w.name}-{sink}-round{round_no}"
     wdir = work / tag
     wdir.mkdir(parents=True, exist_ok=True)
     busy0, own0 = host_cpu()
@@ -2032,7 +2039,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for wname in [w for w in ROUND_WORKLOADS if w in chosen]:
                 for sink in [s for s in sinks if s != "seed"]:
                     log(f"round {k}: workload {wname} -> {sink}")
-                    r = run_one(sink, workloads[wname], work, args.timeout) | {"round": k}
+                    r = run_one(sink, workloads[wname], work, args.timeout, round_no=k)
+                    r["round"] = k
                     result["runs"].append(r)
                     if r.get("error"):
                         log(f"  -> ERROR {r['error']}")

@@ -32,6 +32,9 @@ def test_perf_quick(tmp_path: Path) -> None:
     for r in result["runs"]:
         if r.get("round") == 2 and r["sink"] == "recorderd":
             assert r["lost"] == 0 and r["written"] == r["published"] == r["expected"], r
+            # a session of its own: the file holds this round's spikes only
+            first = runs[(r["workload"], "recorderd")]["bytes_per_spike"]
+            assert 0.8 < r["bytes_per_spike"] / first < 1.25, (first, r["bytes_per_spike"])
     for workload in ("a", "b"):
         for sink in SINKS:
             r = runs[(workload, sink)]
