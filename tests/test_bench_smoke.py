@@ -1,4 +1,4 @@
-"""A short run of the throughput benchmark: every sink completes and gets every message."""
+"""Short runs of the benches: every sink completes and gets every message."""
 
 from __future__ import annotations
 
@@ -40,3 +40,15 @@ def test_shards_bench_quick(tmp_path: Path) -> None:
     assert set(round_["two"]["recorders"]) == {"a", "b"}
     for shard in ("a", "b"):  # each shard wrote only its own group's half
         assert round_["two"]["recorders"][shard]["totals"]["written"] == 2 * 2_000, shard
+
+
+def test_data_path_memory_bench_smoke(tmp_path: Path) -> None:
+    """The long-write memory bench, shortened: every message written, RSS sampled."""
+    out = tmp_path / "memory.json"
+    run = bench("data_path_memory.py", "--messages", "60000", "--every", "20000", "--json", out)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["totals"]["written"] == result["messages"] == 60_000
+    assert [s["messages"] for s in result["samples"]] == [20_000, 40_000, 60_000]
+    assert all(s["rss_mib"] > 0 for s in result["samples"])
+    assert result["samples"][0]["file_mb"] < result["samples"][-1]["file_mb"]
