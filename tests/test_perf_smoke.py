@@ -56,8 +56,11 @@ def test_perf_quick(tmp_path: Path) -> None:
         assert f"| {sink} |" in run.stdout
     assert "### CPU by thread" in run.stdout
     assert "| a | recorderd | msg/s vs count | " in run.stdout  # the rounds' ratios
-    for r in result["runs"]:  # the whole machine during each run: the cores were used
-        assert r["machine_run"]["busy_pct"] > 0 and r["machine_run"]["publishers_cpu_s"] > 0, r
+    # the whole machine during each run: the cores were used, the publishers' CPU read
+    # (a run of a few ms can take less than one 10 ms tick of theirs: summed over runs)
+    machine = [r["machine_run"] for r in result["runs"]]
+    assert all(m["busy_pct"] > 0 and m["publishers_cpu_s"] >= 0 for m in machine), machine
+    assert sum(m["publishers_cpu_s"] for m in machine) > 0, machine
     assert "### The whole machine during each run" in run.stdout
     sustained = result["sustained"]
     assert sustained["steps"], sustained
