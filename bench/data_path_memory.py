@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -27,6 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from perf import PAYLOAD_HEADER  # noqa: E402  (seq, step, time_ms at offset 16)
+
 from recorderd import wire as P  # noqa: E402
 from recorderd.core.recorder import Recorder  # noqa: E402
 from recorderd.daemon.pipeline import GATHER_MESSAGES, Pipeline  # noqa: E402
@@ -36,7 +37,6 @@ LAYER = 1000
 RATE = 0.05
 TEMPLATES = 256
 FLUSH_EVERY = 20_000
-HEADER = struct.Struct("<Qqd")  # seq, step, time_ms at offset 16 of a data message
 
 
 def rss_mib() -> float:
@@ -85,7 +85,7 @@ def main() -> int:
                 if n == total:
                     break
                 t = templates[(step * 7 + j) % TEMPLATES]
-                HEADER.pack_into(t, 16, step, step, float(step))
+                PAYLOAD_HEADER.pack_into(t, 16, step, step, float(step))
                 pipe.submit_data(key, bytes(t), 0)
                 n += 1
                 if n % FLUSH_EVERY == 0:

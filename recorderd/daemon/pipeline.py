@@ -111,7 +111,7 @@ class Pipeline:
         self.last_flush = time.monotonic()
         #: time.monotonic() when the writer last finished handling queued messages (None:
         #: not yet); the live status shows its age.
-        self.last_batch: float | None = None
+        self.batch_done_at: float | None = None
         #: The longest time between two flushes so far (seconds), and how many there were.
         self.longest_flush_gap = 0.0
         self.flushes = 0
@@ -235,7 +235,7 @@ class Pipeline:
                     handled = self._drain()
                     last_batch = now
                     now = time.monotonic()
-                    self.last_batch = now
+                    self.batch_done_at = now
                 elif self._abort.is_set():
                     raise WriteAborted()
                 if now - last_flush >= self._flush_interval:

@@ -69,7 +69,7 @@ class LiveStatus:
             msg_rate, spike_rate = self._rates.get(key, (0.0, 0.0))
             stream["messages_per_s"] = round(msg_rate, 1)
             stream["spikes_per_s"] = round(spike_rate, 1)
-        last_batch = self.pipeline.last_batch
+        done_at = self.pipeline.batch_done_at
         try:
             file_bytes = self.files.data.stat().st_size
         except OSError:
@@ -90,9 +90,7 @@ class LiveStatus:
             "streams_pending": len(self.recorder.writer.streams.pending),
             "longest_flush_gap_s": round(self.pipeline.longest_flush_gap, 3),
             "last_flush_age_s": round(time.monotonic() - self.pipeline.last_flush, 3),
-            "last_batch_age_s": (
-                None if last_batch is None else round(time.monotonic() - last_batch, 4)
-            ),
+            "last_batch_age_s": (None if done_at is None else round(time.monotonic() - done_at, 4)),
             "nodes_alive": sorted(self.alive),
             "nodes": self.nodes_document(stats["streams"]),
             **stats,
