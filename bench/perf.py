@@ -1663,7 +1663,9 @@ def machine_table(
 
 def rounds_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Workloads a and b round by round: each sink's msg/s and CPU per message as ratios
-    to ``count`` of the same round (recorderd's msg/s also to ``mcap``'s), and the median."""
+    to ``count`` of the same round (recorderd's msg/s also to ``mcap``'s), and the median.
+    The hand-off sinks, when in the run, get rows too: what recorderd's intake costs with
+    nothing recorded."""
     by = {(r["workload"], r["sink"], r.get("round", 1)): r for r in runs if not r.get("error")}
     rounds = sorted({k[2] for k in by})
     if len(rounds) < 2:
@@ -1676,6 +1678,15 @@ def rounds_table(runs: Sequence[dict[str, Any]]) -> list[str]:
             ("recorderd", "count", "cpu_s_per_M", "CPU per message vs count"),
             ("mcap", "count", "msg_per_s", "msg/s vs count"),
             ("mcap", "count", "cpu_s_per_M", "CPU per message vs count"),
+            # recorderd's hand-off alone, when asked for: the floor under its ratios
+            *(
+                (h, "count", metric, label)
+                for h in HANDOFF_SINKS
+                for metric, label in (
+                    ("msg_per_s", "msg/s vs count"),
+                    ("cpu_s_per_M", "CPU per message vs count"),
+                )
+            ),
         ):
             ratios: list[float | None] = []
             for k in rounds:

@@ -67,3 +67,26 @@ def test_perf_quick(tmp_path: Path) -> None:
     for step in sustained["steps"]:  # the bare subscriber's CPU after every clean step
         assert not step["ok"] or "count_cpu_pct" in step, step
     assert sustained["latency"]["frames"] > 0, sustained["latency"]
+
+
+def test_perf_handoff_sinks_in_rounds(tmp_path: Path) -> None:
+    """recorderd's hand-off alone (its callback and intake, nothing recorded), as the
+    bench's opt-in sinks: every message gets through both ways, and the rounds table
+    shows their ratios to the bare subscriber, the floor under recorderd's."""
+    out = tmp_path / "handoff.json"
+    run = bench(
+        "perf.py", "run", "--workloads", "a", "--sinks", "count,handoff-callback,handoff-fifo",
+        "--rounds", "2", "--messages", "2000", "--json", out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted((r["sink"], r.get("round", 1)) for r in runs) == sorted(
+        (s, k) for s in ("count", "handoff-callback", "handoff-fifo") for k in (1, 2)
+    )
+    for r in runs:
+        assert "error" not in r, r.get("error")
+        assert r["received"] == r["published"] == r["expected"] == 8000, r
+        assert r["completed"], r
+    for sink in ("handoff-callback", "handoff-fifo"):
+        for label in ("msg/s vs count", "CPU per message vs count"):
+            assert f"| a | {sink} | {label} | " in run.stdout, (sink, label)
