@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from perf import PAYLOAD_HEADER  # noqa: E402  (seq, step, time_ms at offset 16)
+from perf import PAYLOAD_HEADER, proc_rss_kb  # noqa: E402  (header: seq, step, time_ms at 16)
 
 from recorderd import wire as P  # noqa: E402
 from recorderd.core.recorder import Recorder  # noqa: E402
@@ -37,13 +38,6 @@ LAYER = 1000
 RATE = 0.05
 TEMPLATES = 256
 FLUSH_EVERY = 20_000
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> int:
@@ -95,7 +89,7 @@ def main() -> int:
                     mdc = rec.writer._file.id.get_mdc_size()
                     row = {
                         "messages": n,
-                        "rss_mib": round(rss_mib(), 1),
+                        "rss_mib": round(proc_rss_kb(os.getpid()) / 1024, 1),
                         "hdf5_metadata_cache_mib": round(mdc[2] / 2**20, 2),
                         "file_mb": round(data.stat().st_size / 1e6, 1),
                         "seconds": round(time.perf_counter() - t0, 1),

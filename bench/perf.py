@@ -1635,9 +1635,9 @@ def machine_table(
     for w in wl:
         for s in sinks:
             r = by.get((w, s))
-            m = (r or {}).get("machine_run")
-            if not m or r is None or r.get("error") or not r["published"]:
+            if r is None or r.get("error") or not r["published"] or "machine_run" not in r:
                 continue
+            m = r["machine_run"]
             per_m = 1e6 / r["published"]
             pubs, sink = m["publishers_cpu_s"] * per_m, r["cpu_run_s"] * per_m
             rows.append([
@@ -1661,6 +1661,22 @@ def machine_table(
     ]
 
 
+#: The rounds table's ratios: (sink, baseline sink, figure, label). A row is shown when
+#: both sinks ran; the hand-off sinks (recorderd's intake alone) are the floor under
+#: recorderd's ratios.
+ROUND_RATIOS = (
+    ("recorderd", "count", "msg_per_s", "msg/s vs count"),
+    ("recorderd", "mcap", "msg_per_s", "msg/s vs mcap"),
+    ("recorderd", "count", "cpu_s_per_M", "CPU per message vs count"),
+    ("mcap", "count", "msg_per_s", "msg/s vs count"),
+    ("mcap", "count", "cpu_s_per_M", "CPU per message vs count"),
+    ("handoff-callback", "count", "msg_per_s", "msg/s vs count"),
+    ("handoff-callback", "count", "cpu_s_per_M", "CPU per message vs count"),
+    ("handoff-fifo", "count", "msg_per_s", "msg/s vs count"),
+    ("handoff-fifo", "count", "cpu_s_per_M", "CPU per message vs count"),
+)
+
+
 def rounds_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Workloads a and b round by round: each sink's msg/s and CPU per message as ratios
     to ``count`` of the same round (recorderd's msg/s also to ``mcap``'s), and the median.
@@ -1672,22 +1688,7 @@ def rounds_table(runs: Sequence[dict[str, Any]]) -> list[str]:
         return []
     rows = []
     for w in ROUND_WORKLOADS:
-        for s, base, metric, label in (
-            ("recorderd", "count", "msg_per_s", "msg/s vs count"),
-            ("recorderd", "mcap", "msg_per_s", "msg/s vs mcap"),
-            ("recorderd", "count", "cpu_s_per_M", "CPU per message vs count"),
-            ("mcap", "count", "msg_per_s", "msg/s vs count"),
-            ("mcap", "count", "cpu_s_per_M", "CPU per message vs count"),
-            # recorderd's hand-off alone, when asked for: the floor under its ratios
-            *(
-                (h, "count", metric, label)
-                for h in HANDOFF_SINKS
-                for metric, label in (
-                    ("msg_per_s", "msg/s vs count"),
-                    ("cpu_s_per_M", "CPU per message vs count"),
-                )
-            ),
-        ):
+        for s, base, metric, label in ROUND_RATIOS:
             ratios: list[float | None] = []
             for k in rounds:
                 r, b = by.get((w, s, k)), by.get((w, base, k))
