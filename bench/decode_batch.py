@@ -4,9 +4,11 @@ The writer decodes each key's messages of a batch at once (``recorderd.wire.batc
 batch's fixed cost (a few dozen numpy calls) is paid per key, so small batches (many
 streams, a low rate) cost more per message. This times it for batch sizes 64-2,048 of
 1,000-neuron spike messages at ~5% firing (the perf bench's workloads a and b), best of
-7 x 50 calls each::
+7 x 50 calls each, with the decoder as installed: the C module's one-pass check of an
+all-valid batch where it was built, numpy alone with ``RECORDERD_NATIVE=0``::
 
     python bench/decode_batch.py [--json OUT]
+    RECORDERD_NATIVE=0 python bench/decode_batch.py [--json OUT]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recorderd.wire import Kind, encode  # noqa: E402
-from recorderd.wire.batch import decode_batch  # noqa: E402
+from recorderd.wire.batch import NATIVE_OFF, decode_batch  # noqa: E402
 
 SIZES = (64, 128, 256, 512, 1024, 2048)
 
@@ -54,6 +56,8 @@ def main() -> int:
     args = p.parse_args()
     msgs = messages(max(SIZES))
     result = {}
+    decoder = "C one-pass check" if NATIVE_OFF is None else f"numpy only ({NATIVE_OFF})"
+    print(f"decoder: {decoder}")
     for n in SIZES:
         batch = msgs[:n]
         assert len(decode_batch(batch, Kind.SPIKES)) == n
@@ -62,7 +66,7 @@ def main() -> int:
         result[n] = round(us, 3)
         print(f"{n:5d} messages: {us:.3f} us per message ({best / 50 * 1e6:.0f} us per batch)")
     if args.json:
-        args.json.write_text(json.dumps({"us_per_message": result}, indent=1))
+        args.json.write_text(json.dumps({"decoder": decoder, "us_per_message": result}, indent=1))
     return 0
 
 

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
+from recorderd.wire.batch import NATIVE_ENV, NATIVE_OFF
 from tests.helpers import free_port
 from tests.processes import brain_node, recorderd, statistics, stop, wait_for
 
@@ -16,7 +18,10 @@ NODES = [("pfc-0", "pfc", 11), ("visual-0", "visual", 12), ("lang-main-0", "lang
 STEPS = 400
 
 
-def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["as installed", "numpy only"])
+def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path, decoder: str) -> None:
+    """With the C batch check where it was built, and with numpy alone (RECORDERD_NATIVE=0)."""
+    numpy_only = {NATIVE_ENV: "0"} if decoder == "numpy only" else None
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     session = tmp_path / "rec" / "multi_node_test"
     args = [
@@ -31,7 +36,7 @@ def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path) -> None:
         "--buffer-size",
         "64",
     ]
-    with recorderd(tmp_path, *args) as rec:
+    with recorderd(tmp_path, *args, env=numpy_only) as rec:
         nodes = [
             brain_node(
                 "--node-id",
@@ -76,6 +81,8 @@ def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path) -> None:
         names = {p.read_text().strip() for p in Path(f"/proc/{rec.pid}/task").glob("*/comm")}
         assert {"rd-writer", "rd-sub-0", "rd-sub-1", "rd-query"} <= names, " ".join(sorted(names))
         assert stop(rec) == 0
+    said = "batch decoder: numpy only" in (tmp_path / "recorderd.log").read_text()
+    assert said is (numpy_only is not None or NATIVE_OFF is not None)
 
     stats = statistics(session)
     assert stats["rejected"] == {}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import sysconfig
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +197,100 @@ def test_a_weight_matrix_whose_size_overflows_int64_is_rejected_as_decode_does()
         bad = [i for i, p in enumerate(batch) if p is hostile]
         assert [(r[0], r[1]) for r in b.rejected] == [(i, P.Reason.BAD_LENGTH) for i in bad]
         assert b.valid.tolist() == [i for i in range(len(batch)) if i not in bad]
+
+
+# -- the C module (recorderd/wire/_fastbatch.c) ----------------------------------------
+
+
+def compiler_and_headers() -> bool:
+    """A C compiler and Python's headers: what the optional C module needs at install."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return shutil.which(cc) is not None and headers.is_file()
+
+
+def numpy_only(payloads: list[bytes], kind: P.Kind) -> wire_batch.Batch:
+    saved, wire_batch._decode_valid = wire_batch._decode_valid, None
+    try:
+        return decode_batch(payloads, kind)
+    finally:
+        wire_batch._decode_valid = saved
+
+
+def same_batch(a: wire_batch.Batch, b: wire_batch.Batch) -> None:
+    assert a.valid.tolist() == b.valid.tolist()
+    assert a.header.dtype == b.header.dtype and a.header.tobytes() == b.header.tobytes()
+    assert a.data.dtype == b.data.dtype
+    assert a.data.tobytes() == b.data.tobytes()  # bytes: NaN membrane values compare equal
+    assert a.offsets.tolist() == b.offsets.tolist()
+    assert a.rejected == b.rejected
+
+
+def test_the_c_module_is_used_where_it_can_be_built() -> None:
+    """Where the install could compile it, the daemon decodes with it: a build that
+    silently fell back to numpy would leave the native path untested."""
+    if os.environ.get(wire_batch.NATIVE_ENV) == "0":
+        pytest.skip(f"{wire_batch.NATIVE_ENV}=0 in the environment")
+    if not compiler_and_headers():
+        pytest.skip("no C compiler or no Python headers here: numpy alone is the decoder")
+    assert wire_batch.NATIVE_OFF is None
+
+
+native = pytest.mark.skipif(wire_batch.NATIVE_OFF is not None, reason="the C module is off")
+
+
+@st.composite
+def mostly_valid(draw: st.DrawFn, kind: P.Kind) -> list[bytes]:
+    """Batches of valid messages, some with one message spoiled as ``payloads`` does."""
+    batch = [valid(kind, s, draw(st.integers(0, 12))) for s in range(draw(st.integers(0, 40)))]
+    if batch and draw(st.booleans()):
+        at = draw(st.integers(0, len(batch) - 1))
+        batch[at] = draw(payloads(kind, most=1).filter(len))[0]
+    return batch
+
+
+@native
+@CHECK
+@given(st.data())
+def test_the_c_module_passes_exactly_the_batches_decode_finds_all_valid(
+    data: st.DataObject,
+) -> None:
+    """decode_valid returns None when decode rejects any message of the batch, and else
+    what the numpy path gives, byte for byte."""
+    kind = data.draw(st.sampled_from(list(P.Kind)))
+    batch = data.draw(st.one_of(mostly_valid(kind), payloads(kind)))
+    verdicts = per_message(batch, kind)
+    all_valid = all(v[0] == "ok" for v in verdicts)
+    assert (wire_batch._fastbatch.decode_valid(batch, int(kind), P.MAX_ELEMENTS) is not None) is (
+        all_valid
+    )
+    same_batch(decode_batch(batch, kind), numpy_only(batch, kind))
+    assert batched(batch, kind) == verdicts
+
+
+@native
+def test_the_c_module_leaves_other_payload_types_and_hostile_sizes_to_numpy() -> None:
+    ok = valid(P.Kind.SPIKES, 1, 5)
+    fast = wire_batch._fastbatch.decode_valid
+    assert fast([ok, bytearray(ok)], int(P.Kind.SPIKES), P.MAX_ELEMENTS) is None
+    assert fast([ok, memoryview(ok)], int(P.Kind.SPIKES), P.MAX_ELEMENTS) is None  # type: ignore[list-item]
+    same_batch(
+        decode_batch([ok, bytearray(ok)], P.Kind.SPIKES), numpy_only([ok, ok], P.Kind.SPIKES)
+    )
+    # Declared sizes past the bound, a count that overflows 32 bits when multiplied.
+    n0, n1 = 3_038_845_399, 3_035_156_721
+    hostile = HEADER.pack(b"BRNP", 1, int(P.Kind.WEIGHTS), 0, 1, 2, 3, 1.0, 1.0, 10, n0, n1, 0)
+    assert fast([hostile + bytes(3484)], int(P.Kind.WEIGHTS), P.MAX_ELEMENTS) is None
+    assert fast([ok[:63]], int(P.Kind.SPIKES), P.MAX_ELEMENTS) is None
+
+
+@pytest.mark.parametrize("decoder", ["as installed", "numpy only"])
+def test_a_large_valid_batch_of_each_kind_on_both_paths(decoder: str) -> None:
+    for kind in P.Kind:
+        batch = [valid(kind, s, s % 13) for s in range(1000)]
+        b = decode_batch(batch, kind) if decoder == "as installed" else numpy_only(batch, kind)
+        assert b.rejected == [] and b.valid.tolist() == list(range(1000))
+        assert b.header["seq"].tolist() == list(range(1000))
+        expect = [P.decode(p, kind).data.reshape(-1) for p in batch]
+        assert b.data.tobytes() == np.concatenate(expect).tobytes()
+        assert b.offsets.tolist() == np.cumsum([0] + [e.size for e in expect]).tolist()

@@ -23,6 +23,7 @@ from recorderd.session.errors import SessionBusyError, WriterError
 from recorderd.session.lock import SessionLock
 from recorderd.session.threads import WRITER, name_os_thread
 from recorderd.wire import shard_key, status_key
+from recorderd.wire.batch import NATIVE_OFF
 from recorderd.wire.shards import ShardClaim
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,8 @@ class Daemon:
             self.pipeline.stop()
             await worker_done
             return ExitCode.BUS
+        if NATIVE_OFF is not None:  # slower, same result (docs/performance.md)
+            log.info("batch decoder: numpy only (%s)", NATIVE_OFF)
         log.info(
             "recording session %s%s into %s (%s, listen %s, connect %s): ready",
             s.session,
