@@ -80,7 +80,7 @@ static int check(Msg *m, int kind, uint64_t max_elements) {
     return 1;
 }
 
-static PyObject *decode_valid(PyObject *self, PyObject *args) {
+static PyObject *decode_valid(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *list;
     int kind;
     unsigned long long max_elements;
@@ -161,8 +161,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fastbatch",
-    "Batch decoding of all-valid data messages in one pass (see batch.py).", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastbatch",
+    .m_doc = "One-pass check of batches of data messages that are all valid (see batch.py).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__fastbatch(void) {
