@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.processes import bench
 
@@ -52,3 +56,19 @@ def test_data_path_memory_bench_smoke(tmp_path: Path) -> None:
     assert [s["messages"] for s in result["samples"]] == [20_000, 40_000, 60_000]
     assert all(s["rss_mib"] > 0 for s in result["samples"])
     assert result["samples"][0]["file_mb"] < result["samples"][-1]["file_mb"]
+
+
+def test_fuzz_native_bench_smoke() -> None:
+    """The sanitizer fuzz of the C batch check runs and finds nothing (2,000 batches)."""
+    runtime = (
+        subprocess.run(
+            ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=False
+        )
+        if shutil.which("gcc")
+        else None
+    )
+    if runtime is None or not Path(runtime.stdout.strip()).is_file():
+        pytest.skip("no gcc with libasan here")
+    r = bench("fuzz_native.py", "--batches", "2000", timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "2,000 batches" in r.stdout and "no sanitizer error" in r.stdout
