@@ -4,11 +4,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
-# Re-installed when pyproject.toml or the C module's source changes (it is compiled then).
-stamp="$VENV/.installed-$(cat pyproject.toml recorderd/wire/_fastbatch.c | sha256sum | cut -c1-16)"
+# Re-installed when pyproject.toml or a C module's source changes (they are compiled then).
+stamp="$VENV/.installed-$(cat pyproject.toml recorderd/*/_fast*.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     log="$VENV/install.log"
-    echo "setting up $VENV (first run, or pyproject.toml or the C module changed): installing the project" \
+    echo "setting up $VENV (first run, or pyproject.toml or a C module changed): installing the project" \
         "and its dependencies with pip; this takes about a minute (pip's output: $log)..." >&2
     started=$SECONDS
     "$PY" -m venv "$VENV"

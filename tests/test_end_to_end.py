@@ -10,6 +10,7 @@ import pytest
 
 from analysis.reader import SessionReader
 from brain_nodes.modules import simulate
+from recorderd.daemon.intake import NATIVE_OFF as INTAKE_NATIVE_OFF
 from recorderd.wire.batch import NATIVE_ENV, NATIVE_OFF
 from tests.helpers import free_port
 from tests.processes import brain_node, recorderd, statistics, stop, wait_for
@@ -20,7 +21,8 @@ STEPS = 400
 
 @pytest.mark.parametrize("decoder", ["as installed", "numpy only"])
 def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path, decoder: str) -> None:
-    """With the C batch check where it was built, and with numpy alone (RECORDERD_NATIVE=0)."""
+    """With the C modules where they were built, and with the Python code alone
+    (RECORDERD_NATIVE=0)."""
     numpy_only = {NATIVE_ENV: "0"} if decoder == "numpy only" else None
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     session = tmp_path / "rec" / "multi_node_test"
@@ -81,8 +83,13 @@ def test_every_published_spike_is_recorded_exactly_once(tmp_path: Path, decoder:
         names = {p.read_text().strip() for p in Path(f"/proc/{rec.pid}/task").glob("*/comm")}
         assert {"rd-writer", "rd-sub-0", "rd-sub-1", "rd-query"} <= names, " ".join(sorted(names))
         assert stop(rec) == 0
-    said = "batch decoder: numpy only" in (tmp_path / "recorderd.log").read_text()
-    assert said is (numpy_only is not None or NATIVE_OFF is not None)
+    log = (tmp_path / "recorderd.log").read_text()
+    assert ("batch decoder: numpy only" in log) is (
+        numpy_only is not None or NATIVE_OFF is not None
+    )
+    assert ("intake: put in Python only" in log) is (
+        numpy_only is not None or INTAKE_NATIVE_OFF is not None
+    )
 
     stats = statistics(session)
     assert stats["rejected"] == {}

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
-from recorderd.daemon.intake import BATCH, BUCKETS, ITEM_OVERHEAD, Intake
+import pytest
+
+from recorderd.daemon.intake import BATCH, BUCKETS, ITEM_OVERHEAD, NATIVE_OFF, Intake
+from recorderd.wire.batch import NATIVE_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def key(node: str, layer: str = "l") -> str:
@@ -120,3 +131,93 @@ def test_closing_releases_a_blocked_put_and_counts_the_drop() -> None:
     intake.close()
     t.join(timeout=5)
     assert results == [False] and intake.dropped == 1
+
+
+# -- the C put (recorderd/daemon/_fastintake.c) against the Python put -----------------
+
+
+def trace(seed: int, ops: int = 6000, python_put: bool = False) -> list[object]:
+    """What an intake answers to a random script of puts, takes and clears: every return
+    value, every sample taken (by its payload) and the counters after each step.
+    ``python_put``: call the Python code (``_put_slow``) instead of ``put``."""
+    rng = random.Random(seed)
+    intake = Intake(max_messages=100, max_bytes=20_000, prefix="brain", block=False)
+    put = intake._put_slow if python_put else intake.put
+    keys = [key(f"n{i % 9}", f"l{i % 4}") for i in range(30)] + ["brain", "other/x/y"]
+    out: list[object] = []
+    for i in range(ops):
+        op = rng.random()
+        if op < 0.8:
+            k = rng.choice(keys)
+            size = rng.choice([0, 1, 10, 100, 1000, 5000])
+            payload: bytes | bytearray | None = f"{i}:".encode() + bytes(size)
+            if rng.random() < 0.05:
+                payload = None
+            elif rng.random() < 0.02:
+                payload = bytearray(payload)  # not bytes: the Python code's case
+            if rng.random() < 0.05:  # a node given, by keyword as the presence events do
+                out.append(put(k, payload, float(i), node=rng.choice(["n1", "x"])))  # type: ignore[arg-type]
+            else:
+                out.append(put(k, payload, float(i)))  # type: ignore[arg-type]
+        elif op < 0.99:
+            got = intake.take(rng.choice([1, 5, 64, 500]), rng.choice([100, 5000, 1 << 20]))
+            out.append([(k, bytes(p[:8]).hex() if p else p, t, s) for k, p, t, s in got])
+        else:
+            out.append(intake.clear())
+        out.append((len(intake), intake.bytes, intake.high_water, intake.dropped))
+    out.append(sorted(intake.dropped_by_key.items()))
+    return out
+
+
+def traced(native: str, seed: int) -> list[object]:
+    """``trace`` in a fresh process with a fixed string hash (the queue of each node)."""
+    code = f"import json; from tests.test_intake import trace; print(json.dumps(trace({seed})))"
+    env = {**os.environ, "PYTHONHASHSEED": "0", NATIVE_ENV: native, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(NATIVE_OFF is not None, reason="the C put is off")
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_c_put_answers_as_the_python_put_does(seed: int) -> None:
+    """Drops, bounds, fairness, the order of what is taken: the same with either put."""
+    c, python = traced("1", seed), traced("0", seed)
+    assert len(c) == len(python) and c == python
+    answers = [x for x in c if isinstance(x, bool)]
+    assert answers.count(False) > 100 and answers.count(True) > 1000  # both cases were met
+
+
+def test_puts_from_many_threads_while_the_writer_takes_lose_nothing_uncounted() -> None:
+    """Four threads put while one takes (the lock is often held by the other side): every
+    sample is taken once or counted as dropped, and the bounds hold throughout."""
+    intake = Intake(max_messages=500, max_bytes=1 << 30, prefix="brain")
+    per_thread = 20_000
+    taken: list[bytes | None] = []
+    done = threading.Event()
+
+    def produce(t: int) -> None:
+        for i in range(per_thread):
+            intake.put(key(f"n{t}", f"l{i % 3}"), f"{t}:{i}".encode(), 0.0)
+
+    def consume() -> None:
+        while not done.is_set() or len(intake):
+            got = intake.take(64, 1 << 20)
+            assert len(intake) <= 500
+            taken.extend(p for _, p, _, _ in got)
+
+    producers = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join(timeout=60)
+    done.set()
+    consumer.join(timeout=60)
+    assert len(taken) == len(set(taken))  # none twice
+    assert len(taken) + intake.dropped == 4 * per_thread
+    assert intake.high_water <= 500 and len(intake) == 0 and intake.bytes == 0
+    assert sum(intake.dropped_by_key.values()) == intake.dropped

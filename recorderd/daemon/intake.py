@@ -21,14 +21,22 @@ until the writer has taken enough to make room (or the intake is closed at shutd
 which drops and counts what still waits). Zenoh's thread then stops reading that link,
 and a publisher with BLOCK congestion control is slowed down by the bus instead of
 losing messages.
+
+Where a C compiler was there at install, ``put`` is in C (``_fastintake.c``): the common
+case (a known key, room in the intake, the lock free) queues the sample exactly as the
+Python code does, under the same lock; every other case calls the Python code. Tested
+against each other in ``tests/test_intake.py``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, deque
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+from recorderd.wire.batch import NATIVE_ENV
 
 #: Queues the publishers are hashed into.
 BUCKETS: Final = 64
@@ -45,9 +53,47 @@ MAX_DROP_KEYS: Final = 4096
 #: message on Zenoh's thread.
 Sample: TypeAlias = tuple[str, bytes | None, float, int]
 
+try:  # built at install when a C compiler is there (pyproject.toml: optional)
+    from recorderd.daemon import _fastintake
+except ImportError:
+    _fastintake = None  # type: ignore[assignment]
+#: Why the C put is not used (None: it is); the daemon says it in its log at start.
+NATIVE_OFF: Final[str | None] = (
+    "the C module was not built at install"
+    if _fastintake is None
+    else f"{NATIVE_ENV}=0"
+    if os.environ.get(NATIVE_ENV, "1") == "0"
+    else None
+)
 
-class Intake:
-    """Fair bounded queue; :meth:`put` from any thread, :meth:`take` from the writer thread."""
+
+class _PyBase:
+    """Where the C module is not used: the intake's counters as plain attributes."""
+
+    max_messages: int
+    max_bytes: int
+    messages: int
+    bytes: int
+    high_water: int
+
+
+if TYPE_CHECKING:
+    _Base = _PyBase
+elif NATIVE_OFF is None:
+    _Base = _fastintake.IntakeBase
+    _fastintake.set_item_overhead(ITEM_OVERHEAD)
+else:
+    _Base = _PyBase
+
+
+class Intake(_Base):
+    """Fair bounded queue; :meth:`put` from any thread, :meth:`take` from the writer thread.
+
+    Where the C module ``_fastintake`` was built, :meth:`put` is its ``IntakeBase.put``:
+    it queues a sample itself, under this intake's lock, when the key's queue is known and
+    there is room, and calls :meth:`_put_slow` (the Python code below) in every other
+    case, so drops, blocking and their counts are decided here only.
+    """
 
     def __init__(
         self, max_messages: int, max_bytes: int, prefix: str, *, block: bool = False
@@ -85,7 +131,7 @@ class Intake:
             return q
         return hash(node) % BUCKETS
 
-    def put(
+    def _put_slow(
         self, key: str, payload: bytes | None, received_at: float, node: str | None = None
     ) -> bool:
         """Queue one sample (``node``: its publisher, else taken from the key); False if dropped."""
@@ -227,3 +273,6 @@ class Intake:
 
     def __len__(self) -> int:
         return self.messages
+
+    if TYPE_CHECKING or NATIVE_OFF is not None:
+        put = _put_slow

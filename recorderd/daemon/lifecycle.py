@@ -15,6 +15,7 @@ from recorderd.core.recorder import Recorder
 from recorderd.daemon.bus import Bus, BusError, endpoints, make_config, subscription_keys
 from recorderd.daemon.coverage import CoverageWatch
 from recorderd.daemon.dutycycle import DutyCycled
+from recorderd.daemon.intake import NATIVE_OFF as INTAKE_NATIVE_OFF
 from recorderd.daemon.notify import Notifier
 from recorderd.daemon.pipeline import Pipeline
 from recorderd.daemon.settings import RecorderSettings
@@ -218,8 +219,11 @@ class Daemon:
             self.pipeline.stop()
             await worker_done
             return ExitCode.BUS
-        if NATIVE_OFF is not None:  # slower, same result (docs/performance.md)
+        # Slower, the same result (docs/performance.md).
+        if NATIVE_OFF is not None:
             log.info("batch decoder: numpy only (%s)", NATIVE_OFF)
+        if INTAKE_NATIVE_OFF is not None:
+            log.info("intake: put in Python only (%s)", INTAKE_NATIVE_OFF)
         log.info(
             "recording session %s%s into %s (%s, listen %s, connect %s): ready",
             s.session,
