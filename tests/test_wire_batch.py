@@ -226,14 +226,16 @@ def same_batch(a: wire_batch.Batch, b: wire_batch.Batch) -> None:
     assert a.rejected == b.rejected
 
 
-def test_the_c_module_is_used_where_it_can_be_built() -> None:
-    """Where the install could compile it, the daemon decodes with it: a build that
-    silently fell back to numpy would leave the native path untested."""
+def test_the_c_modules_are_used_where_they_can_be_built() -> None:
+    """Where the install could compile them, the daemon runs them: a build that silently
+    fell back to the Python code would leave the C code untested."""
+    from recorderd.daemon import intake
+
     if os.environ.get(wire_batch.NATIVE_ENV) == "0":
         pytest.skip(f"{wire_batch.NATIVE_ENV}=0 in the environment")
     if not compiler_and_headers():
-        pytest.skip("no C compiler or no Python headers here: numpy alone is the decoder")
-    assert wire_batch.NATIVE_OFF is None
+        pytest.skip("no C compiler or no Python headers here: the Python code alone runs")
+    assert (wire_batch.NATIVE_OFF, intake.NATIVE_OFF) == (None, None)
 
 
 native = pytest.mark.skipif(wire_batch.NATIVE_OFF is not None, reason="the C module is off")

@@ -30,13 +30,12 @@ against each other in ``tests/test_intake.py``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Final, TypeAlias
 
-from recorderd.wire.batch import NATIVE_ENV
+from recorderd.wire.batch import native_off
 
 #: Queues the publishers are hashed into.
 BUCKETS: Final = 64
@@ -58,13 +57,7 @@ try:  # built at install when a C compiler is there (pyproject.toml: optional)
 except ImportError:
     _fastintake = None  # type: ignore[assignment]
 #: Why the C put is not used (None: it is); the daemon says it in its log at start.
-NATIVE_OFF: Final[str | None] = (
-    "the C module was not built at install"
-    if _fastintake is None
-    else f"{NATIVE_ENV}=0"
-    if os.environ.get(NATIVE_ENV, "1") == "0"
-    else None
-)
+NATIVE_OFF: Final = native_off(_fastintake)
 
 
 class _PyBase:

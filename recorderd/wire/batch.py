@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Final
 
 import numpy as np
@@ -66,23 +67,29 @@ _HEADER_WORDS: Final = HEADER_SIZE // 4
 #: which a stream at a low rate (one or two messages per writer batch) pays per message.
 SMALL_BATCH: Final = 4
 
-#: Set to ``0`` to decode with numpy alone even where the C module was built.
+#: Set to ``0`` to run the Python code alone even where the C modules were built (this
+#: module's batch check and the daemon's intake put).
 NATIVE_ENV: Final = "RECORDERD_NATIVE"
+
+
+def native_off(module: ModuleType | None) -> str | None:
+    """Why the optional C ``module`` is not to be used (None: it is); the daemon says it
+    in its log at start."""
+    if module is None:
+        return "the C module was not built at install"
+    if os.environ.get(NATIVE_ENV, "1") == "0":
+        return f"{NATIVE_ENV}=0"
+    if not getattr(module, "LITTLE_ENDIAN", 1):
+        return "a big-endian host"
+    return None
+
 
 try:  # built at install when a C compiler is there (pyproject.toml: optional)
     from recorderd.wire import _fastbatch
 except ImportError:
     _fastbatch = None  # type: ignore[assignment]
-#: Why the C module is not used (None: it is); the daemon says it in its log at start.
-NATIVE_OFF: Final[str | None] = (
-    "the C module was not built at install"
-    if _fastbatch is None
-    else f"{NATIVE_ENV}=0"
-    if os.environ.get(NATIVE_ENV, "1") == "0"
-    else "a big-endian host"
-    if not _fastbatch.LITTLE_ENDIAN
-    else None
-)
+#: Why the C batch check is not used (None: it is).
+NATIVE_OFF: Final = native_off(_fastbatch)
 _decode_valid = None if NATIVE_OFF is not None else _fastbatch.decode_valid
 
 
