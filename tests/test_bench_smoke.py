@@ -72,3 +72,15 @@ def test_fuzz_native_bench_smoke() -> None:
     r = bench("fuzz_native.py", "--batches", "2000", timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "2,000 batches" in r.stdout and "no sanitizer error" in r.stdout
+
+
+def test_callback_cost_bench_smoke(tmp_path: Path) -> None:
+    """Each callback variant receives every sample of its publisher (counts only)."""
+    out = tmp_path / "cb.json"
+    r = bench("callback_cost.py", "--messages", "2000", "--rounds", "1", "--json", out)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    variants = json.loads(out.read_text())["variants"]
+    assert list(variants) == [
+        "empty", "payload", "timestamp", "key", "handover", "handover-python"
+    ]  # fmt: skip
+    assert all(v["thread_us"] > 0 for v in variants.values())
