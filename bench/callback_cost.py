@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,26 +43,12 @@ VARIANTS = ("empty", "payload", "timestamp", "key", "handover", "handover-python
 def publish(endpoint: str, key: str, messages: int) -> int:
     """Child: connect to ``endpoint``; put ``messages`` spike messages on ``key`` once a
     subscriber matches."""
-    import numpy as np
     import zenoh
+    from decode_batch import messages as spike_messages  # the same 5% of 1,000 neurons
 
-    from recorderd import wire as P
     from recorderd.daemon.bus import make_config
 
-    rng = np.random.default_rng(1)
-    payloads = [
-        P.encode(
-            P.Kind.SPIKES,
-            incarnation=1,
-            seq=i,
-            step=i,
-            time_ms=float(i),
-            dt_ms=1.0,
-            layer_size=1000,
-            data=np.flatnonzero(rng.random(1000) < 0.05).astype(np.uint32),
-        )
-        for i in range(min(messages, 1000))
-    ]
+    payloads = spike_messages(min(messages, 1000))
     with zenoh.open(make_config(connect=[endpoint], shared_memory=None)) as session:
         pub = session.declare_publisher(key, congestion_control=zenoh.CongestionControl.BLOCK)
         deadline = time.monotonic() + 30
@@ -144,12 +129,6 @@ def run_variant(
     return (marks["thread1"] - marks["thread0"]) / n, (marks["cpu1"] - marks["cpu0"]) / n
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_publish":
         return publish(sys.argv[2], sys.argv[3], int(sys.argv[4]))
@@ -160,6 +139,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import zenoh
+    from perf import free_port
 
     from recorderd.daemon.bus import make_config
     from recorderd.daemon.intake import NATIVE_OFF

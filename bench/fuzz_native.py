@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = {"recorderd.wire._fastbatch": "wire", "recorderd.daemon._fastintake": "daemon"}
+MODULES = ("recorderd.wire._fastbatch", "recorderd.daemon._fastintake")
 
 
 def load(name: str, folder: Path) -> object:
@@ -130,10 +130,9 @@ def main() -> int:
         include = sysconfig.get_paths()["include"]
         flags = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
         flags += ["-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", f"-I{include}"]
-        for name, package in MODULES.items():
-            short = name.rsplit(".", 1)[1]
-            source = ROOT / "recorderd" / package / f"{short}.c"
-            so = Path(tmp) / f"{short}{sysconfig.get_config_var('EXT_SUFFIX')}"
+        for name in MODULES:
+            source = ROOT / f"{name.replace('.', '/')}.c"
+            so = Path(tmp) / f"{name.rsplit('.', 1)[1]}{sysconfig.get_config_var('EXT_SUFFIX')}"
             subprocess.run(["gcc", *flags, str(source), "-o", str(so)], check=True)
         env = {
             **os.environ,

@@ -1,8 +1,9 @@
 /* The intake's put in C, for the common case (recorderd/daemon/intake.py).
  *
  * IntakeBase is the base class of recorderd.daemon.intake.Intake where this module was
- * built. It holds the intake's counters as C fields (messages, bytes, high_water and the
- * two bounds, read and written by the Python code as attributes) and references to its
+ * built. It holds the intake's counters as C fields (messages, bytes, high_water, the two
+ * bounds and the bytes counted per sample besides its payload, read and written by the
+ * Python code as attributes) and references to its
  * Python containers (_lock, _queues, _bytes, _ring, _in_ring, _queue_of_key), which the
  * Python code keeps creating and using as before.
  *
@@ -18,14 +19,11 @@
 #include <Python.h>
 #include <structmember.h>
 
-/* Bytes counted per queued sample besides its payload: intake.ITEM_OVERHEAD. */
-static Py_ssize_t item_overhead = 160;
-
 static PyObject *s_acquire, *s_release, *s_append, *s_put_slow;
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t max_messages, max_bytes, messages, bytes, high_water;
+    Py_ssize_t max_messages, max_bytes, messages, bytes, high_water, item_overhead;
     PyObject *lock, *queues, *qbytes, *ring, *in_ring, *queue_of_key;
 } IntakeBase;
 
@@ -123,9 +121,9 @@ static PyObject *IntakeBase_put(IntakeBase *self, PyObject *const *args, size_t 
         !PyList_CheckExact(self->in_ring) || self->ring == NULL)
         return slow(self, args, nargs, NULL);
     if (payload == Py_None)
-        size = item_overhead;
+        size = self->item_overhead;
     else if (PyBytes_CheckExact(payload))
-        size = item_overhead + PyBytes_GET_SIZE(payload);
+        size = self->item_overhead + PyBytes_GET_SIZE(payload);
     else
         return slow(self, args, nargs, NULL);
     PyObject *qo = PyDict_GetItemWithError(self->queue_of_key, key); /* borrowed */
@@ -180,6 +178,7 @@ static PyMemberDef IntakeBase_members[] = {
     {"messages", T_PYSSIZET, offsetof(IntakeBase, messages), 0, NULL},
     {"bytes", T_PYSSIZET, offsetof(IntakeBase, bytes), 0, NULL},
     {"high_water", T_PYSSIZET, offsetof(IntakeBase, high_water), 0, NULL},
+    {"_item_overhead", T_PYSSIZET, offsetof(IntakeBase, item_overhead), 0, NULL},
     {"_lock", T_OBJECT_EX, offsetof(IntakeBase, lock), 0, NULL},
     {"_queues", T_OBJECT_EX, offsetof(IntakeBase, queues), 0, NULL},
     {"_bytes", T_OBJECT_EX, offsetof(IntakeBase, qbytes), 0, NULL},
@@ -203,25 +202,11 @@ static PyTypeObject IntakeBaseType = {
     .tp_members = IntakeBase_members,
 };
 
-static PyObject *set_item_overhead(PyObject *Py_UNUSED(m), PyObject *arg) {
-    Py_ssize_t v = PyLong_AsSsize_t(arg);
-    if (v == -1 && PyErr_Occurred()) return NULL;
-    item_overhead = v;
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef module_methods[] = {
-    {"set_item_overhead", set_item_overhead, METH_O,
-     "Bytes counted per queued sample besides its payload (intake.ITEM_OVERHEAD)."},
-    {NULL, NULL, 0, NULL},
-};
-
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_fastintake",
     .m_doc = "The intake's put in C, for the common case (see intake.py).",
     .m_size = -1,
-    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__fastintake(void) {

@@ -9,6 +9,7 @@ class IntakeBase:
     messages: int
     bytes: int
     high_water: int
+    _item_overhead: int
     _lock: threading.Lock
     _queues: list[deque[tuple[str, builtins.bytes | None, float, int]]]
     _bytes: list[int]
@@ -23,5 +24,3 @@ class IntakeBase:
         node: str | None = None,
         /,
     ) -> bool: ...
-
-def set_item_overhead(size: int, /) -> None: ...

@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     _Base = _PyBase
 elif NATIVE_OFF is None:
     _Base = _fastintake.IntakeBase
-    _fastintake.set_item_overhead(ITEM_OVERHEAD)
 else:
     _Base = _PyBase
 
@@ -110,6 +109,7 @@ class Intake(_Base):
         self.dropped = 0
         self.dropped_by_key: Counter[str] = Counter()
         self.high_water = 0
+        self._item_overhead = ITEM_OVERHEAD  # for the C put
 
     def _queue_of(self, key: str, node: str | None) -> int:
         if node is None:
