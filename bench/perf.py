@@ -42,8 +42,9 @@ Figures per sink and workload:
   last batch that the status reports, the close is reported apart);
 - messages lost: recorderd's own statistics (missing + intake_dropped + rejected; a
   published message not written is shown next to it); other sinks: published - received;
-- CPU s per million messages: the sink process's utime + stime (``/proc/PID/stat``)
-  from "go" to done (recorderd: to its exit, so including the close);
+- CPU s per million messages: the sink process's utime + stime from "go" (``/proc/PID/stat``)
+  to its exit (``wait4``'s rusage), for every sink: a recorder's close is work too
+  (recorderd's last flush and close, mcap's last chunk and summary);
 - CPU by thread: the same from "go" to done (recorderd: to all written), summed per
   thread role by the name the OS shows for each thread (``/proc/PID/task/*/comm``):
   Zenoh's runtime (``rx-N``, ``tx-N``, ``acc-N``, ...), recorderd's subscription
@@ -1087,6 +1088,7 @@ class Daemon:
         self.monitor.reap(15)
         polls = [e for e in self.monitor.snapshot() if e.get("event") == "status"]
         t_sig = now()
+        cpu_sig = proc_cpu(self.pid)
         if self.child.alive():
             os.kill(self.pid, signal.SIGINT)
         code = self.child.reap(timeout)
@@ -1100,6 +1102,7 @@ class Daemon:
             "exit_code": code,
             "close_s": round(close_s, 3),
             "cpu_total_s": (ru.ru_utime + ru.ru_stime) if ru else None,
+            "cpu_at_signal_s": cpu_sig,
             "maxrss_kb": ru.ru_maxrss if ru else 0,
             "final_totals": stats.get("totals", {}),
             "rejected": stats.get("rejected", {}),
@@ -1212,8 +1215,8 @@ def run_one(
             assert sink_child is not None
             sink_child.say("exit")
             sink_child.reap(60)
-            ru = sink_child.rusage
-            row["cpu_s"] = row["cpu_run_s"]
+            ru = sink_child.rusage  # to its exit, as recorderd's: its close is work too
+            row["cpu_s"] = round(ru.ru_utime + ru.ru_stime - cpu0, 3) if ru else row["cpu_run_s"]
             row["peak_rss_kb"] = max(hwm, ru.ru_maxrss if ru else 0)
         row["published"] = row["publishers"]["published"]
         row["spikes"] = row["publishers"]["spikes"]
