@@ -7,6 +7,7 @@ Zenoh's errors turned into :class:`BusError`, one line a person can act on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -144,31 +145,49 @@ def make_config(
     return config
 
 
+#: ``on_error(where, exc)``: what a callback or query thread of :class:`Bus` calls when
+#: handling one sample or query raised (the default logs it).
+ErrorSink = Callable[[str, BaseException], None]
+
+
+def log_error(where: str, exc: BaseException) -> None:
+    """The default :data:`ErrorSink`: one log line (callers with a bound use their own)."""
+    log.error("%s failed: %r", where, exc)
+
+
 def hand_over(
-    submit: Callable[[str, bytes | None, int], object], thread_name: str
+    submit: Callable[[str, bytes | None, int], object],
+    thread_name: str,
+    on_error: ErrorSink = log_error,
 ) -> Callable[[zenoh.Sample], None]:
     """A subscriber callback handing each sample to ``submit(key, payload, zenoh_time)``
-    (see :meth:`Bus.subscribe`); it names its thread ``thread_name`` on first use."""
+    (see :meth:`Bus.subscribe`); it names its thread ``thread_name`` on first use. An
+    exception while handling one sample goes to ``on_error`` and the next sample is
+    handled as usual (zenoh-python would otherwise print a traceback per sample)."""
     put = zenoh.SampleKind.PUT
     named = False
+    where = f"the subscriber callback ({thread_name})"
 
     def on_sample(sample: zenoh.Sample) -> None:
         # Runs on zenoh-python's thread of this subscription: copy out and hand over,
         # nothing else. Only an empty payload can be a DELETE's: the kind is looked at
         # then (0.2 us per message).
         nonlocal named
-        if not named:  # the thread is zenoh-python's: it is named on first use
-            name_os_thread(thread_name)
-            named = True
-        payload: bytes | None = sample.payload.to_bytes()
-        if not payload and sample.kind != put:
-            payload = None
-        stamp = sample.timestamp
-        submit(
-            str(sample.key_expr),
-            payload,
-            0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
-        )
+        try:
+            if not named:  # the thread is zenoh-python's: it is named on first use
+                name_os_thread(thread_name)
+                named = True
+            payload: bytes | None = sample.payload.to_bytes()
+            if not payload and sample.kind != put:
+                payload = None
+            stamp = sample.timestamp
+            submit(
+                str(sample.key_expr),
+                payload,
+                0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
+            )
+        except Exception as exc:
+            on_error(where, exc)
 
     return on_sample
 
@@ -416,10 +435,13 @@ def _session_named(payload: bytes) -> str:
 class Bus:
     """An open Zenoh session with the recorder's subscribers."""
 
-    def __init__(self, config: zenoh.Config) -> None:
+    def __init__(self, config: zenoh.Config, on_error: ErrorSink = log_error) -> None:
         self._config = config
         self._session: zenoh.Session | None = None
         self._subscribers: list[Any] = []
+        #: Where an exception raised while handling one sample or query goes: the
+        #: callback or query thread then goes on with the next one.
+        self.on_error = on_error
 
     def open(self) -> None:
         """Open the session (blocking; may take a moment while endpoints connect).
@@ -441,7 +463,7 @@ class Bus:
         if self._session is None:
             raise RuntimeError("bus not open")
         for key in keys:
-            on_sample = hand_over(submit, f"{SUB}{len(self._subscribers)}")
+            on_sample = hand_over(submit, f"{SUB}{len(self._subscribers)}", self.on_error)
             self._subscribers.append(self._session.declare_subscriber(key, on_sample))
             log.info("subscribed to %s", key)
 
@@ -455,11 +477,18 @@ class Bus:
         # several recorders to one wildcard query differ and none is consolidated away.
         own = None if "*" in key else key
 
+        where = f"answering a query on {key}"
+
         def serve() -> None:
             name_os_thread(QUERY)
             for query in queryable.handler:  # ends when the queryable is undeclared
                 with query:
-                    query.reply(own or str(query.key_expr), answer())
+                    try:
+                        query.reply(own or str(query.key_expr), answer())
+                    except Exception as exc:  # one failed answer must not end this thread
+                        self.on_error(where, exc)
+                        with contextlib.suppress(Exception):
+                            query.reply_err(f"recorderd could not answer: {exc!r}"[:500])
 
         threading.Thread(target=serve, name=f"recorderd-query-{key}", daemon=True).start()
 
@@ -491,10 +520,15 @@ class Bus:
         if self._session is None:
             raise RuntimeError("bus not open")
 
+        where = f"the liveliness callback ({prefix})"
+
         def on_token(sample: zenoh.Sample) -> None:
-            node_id = str(sample.key_expr).split("/")[-2]
-            if is_safe_name(node_id):  # a hostile token name is ignored, never logged as a node
-                on_change(node_id, sample.kind == zenoh.SampleKind.PUT)
+            try:
+                node_id = str(sample.key_expr).split("/")[-2]
+                if is_safe_name(node_id):  # a hostile name is ignored, never logged as a node
+                    on_change(node_id, sample.kind == zenoh.SampleKind.PUT)
+            except Exception as exc:
+                self.on_error(where, exc)
 
         for chunk in dict.fromkeys(node_chunk(p) for p in nodes):
             sub = self._session.liveliness().declare_subscriber(

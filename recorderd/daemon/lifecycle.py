@@ -10,7 +10,9 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 
+from recorderd.core.ratelog import RateLimitedLog
 from recorderd.core.recorder import Recorder
 from recorderd.daemon.bus import Bus, BusError, endpoints, make_config, subscription_keys
 from recorderd.daemon.coverage import CoverageWatch
@@ -105,7 +107,13 @@ class Daemon:
         )
         #: Mode and endpoints in force (the file's where it set them), for the log.
         self.bus_endpoints = endpoints(config)
-        self.bus = Bus(config)
+        #: Samples and queries the bus's threads failed to handle, by where: in the
+        #: statistics and the live status as ``bus_errors``, logged with a bound.
+        self.bus_errors: Counter[str] = Counter()
+        self._bus_errors_lock = threading.Lock()
+        self._bus_errors_log = RateLimitedLog(log)
+        self.recorder.annotations = {"bus_errors": {}}
+        self.bus = Bus(config, on_error=self._bus_error)
         self._stop = asyncio.Event()
         self.notifier = Notifier()
         self._signals = 0
@@ -276,6 +284,7 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.to_thread(self.bus.close)  # no new samples after this
+        self._summarise_bus_errors()
         self.pipeline.stop()
         try:
             await asyncio.wait_for(asyncio.shield(worker_done), self.settings.drain_timeout)
@@ -323,7 +332,23 @@ class Daemon:
     def _covered(self, report: dict[str, object]) -> None:
         """A coverage check's report: into the live status and the statistics."""
         self.status.coverage = report
-        self.recorder.annotations = {"coverage": report}
+        with self._bus_errors_lock:  # a new dict: the writer thread may be reading the last
+            self.recorder.annotations = {**self.recorder.annotations, "coverage": report}
+
+    def _bus_error(self, where: str, exc: BaseException) -> None:
+        """A sample or query a thread of the bus could not handle (called on that thread):
+        counted, and logged in detail the first few times per place."""
+        with self._bus_errors_lock:
+            self.bus_errors[where] += 1
+            errors = dict(sorted(self.bus_errors.items()))
+            self.recorder.annotations = {**self.recorder.annotations, "bus_errors": errors}
+            self._bus_errors_log.event(
+                where, logging.ERROR, "%s failed: %r (counted in bus_errors)", where, exc
+            )
+
+    def _summarise_bus_errors(self) -> None:
+        with self._bus_errors_lock:
+            self._bus_errors_log.summarise()
 
     def healthy(self) -> bool:
         """Whether the writer thread is alive and flushing on time (gates watchdog pings)."""
@@ -350,6 +375,7 @@ class Daemon:
         started = time.monotonic()
         while True:
             await asyncio.sleep(REPORT_PERIOD_S)
+            self._summarise_bus_errors()
             t = self.recorder.statistics.totals()
             log.info(
                 "up %.0f s: %d spikes in %d messages, %d rejected, %d missing, %d dropped",

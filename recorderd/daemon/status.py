@@ -92,6 +92,7 @@ class LiveStatus:
             "last_flush_age_s": round(time.monotonic() - self.pipeline.last_flush, 3),
             "last_batch_age_s": (None if done_at is None else round(time.monotonic() - done_at, 4)),
             "nodes_alive": sorted(self.alive),
+            "bus_errors": self.recorder.annotations.get("bus_errors", {}),
             "nodes": self.nodes_document(stats["streams"]),
             **stats,
         }

@@ -1,0 +1,111 @@
+"""An exception while handling one sample or query on recorderd's Zenoh threads is
+counted and the thread goes on: the next sample is recorded, the next query answered
+(real Zenoh sessions on loopback)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zenoh
+
+from recorderd.daemon.bus import Bus, Client, make_config
+from recorderd.daemon.lifecycle import Daemon
+from recorderd.daemon.settings import RecorderSettings
+from tests.helpers import free_port
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Errors:
+    """An ``on_error`` that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, BaseException]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            self.seen.append((where, exc))
+
+
+@pytest.fixture
+def bus_and_peer() -> Iterator[tuple[Bus, zenoh.Session, Errors]]:
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    errors = Errors()
+    bus = Bus(make_config(listen=[endpoint]), on_error=errors)
+    bus.open()
+    peer = zenoh.open(make_config(connect=[endpoint]))
+    try:
+        yield bus, peer, errors
+    finally:
+        peer.close()  # type: ignore[no-untyped-call]
+        bus.close()
+
+
+def test_a_failing_sample_is_counted_and_the_next_ones_are_handed_over(
+    bus_and_peer: tuple[Bus, zenoh.Session, Errors],
+) -> None:
+    bus, peer, errors = bus_and_peer
+    got: list[tuple[str, bytes | None]] = []
+
+    def submit(key: str, payload: bytes | None, _stamp: int) -> None:
+        if payload == b"boom":
+            raise ValueError("a defect on one sample")
+        got.append((key, payload))
+
+    bus.subscribe(["brain/*/spikes/*"], submit)
+    pub = peer.declare_publisher("brain/n/spikes/l", reliability=zenoh.Reliability.RELIABLE)
+    wait_for(lambda: bool(pub.matching_status.matching), 30, "the subscriber to match")
+    for payload in (b"one", b"boom", b"two", b"boom", b"three"):
+        pub.put(payload)
+    wait_for(lambda: len(got) == 3, 30, "three samples handed over")
+    assert [p for _, p in got] == [b"one", b"two", b"three"]
+    assert [(w, str(e)) for w, e in errors.seen] == [
+        ("the subscriber callback (rd-sub-0)", "a defect on one sample")
+    ] * 2
+
+
+def test_a_failing_answer_is_counted_and_the_next_query_is_answered(
+    bus_and_peer: tuple[Bus, zenoh.Session, Errors],
+) -> None:
+    bus, peer, errors = bus_and_peer
+    calls = 0
+
+    def answer() -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("could not build the status")
+        return b"fine"
+
+    bus.serve_queries("brain/_recorders/s/status", answer)
+    with Client(peer) as client:
+        assert client.query("brain/_recorders/s/status", 10) == []  # the error reply
+        assert client.query("brain/_recorders/s/status", 10) == [b"fine"]
+    assert [(w, str(e)) for w, e in errors.seen] == [
+        ("answering a query on brain/_recorders/s/status", "could not build the status")
+    ]
+
+
+def test_the_daemon_counts_bus_errors_in_its_statistics_and_status(
+    make_settings: Callable[..., RecorderSettings], tmp_path: Path
+) -> None:
+    daemon = Daemon(make_settings(listen=[f"tcp/127.0.0.1:{free_port()}"]))
+    assert daemon.recorder.statistics_document()["bus_errors"] == {}
+    for _ in range(3):
+        daemon.bus.on_error("the liveliness callback (brain)", KeyError("x"))
+    daemon.bus.on_error("answering a query on k", ValueError("y"))
+    expected = {"answering a query on k": 1, "the liveliness callback (brain)": 3}
+    assert daemon.recorder.statistics_document()["bus_errors"] == expected
+    assert json.loads(json.dumps(daemon.status.document()))["bus_errors"] == expected
