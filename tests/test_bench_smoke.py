@@ -84,3 +84,15 @@ def test_callback_cost_bench_smoke(tmp_path: Path) -> None:
         "empty", "payload", "timestamp", "key", "handover", "handover-python"
     ]  # fmt: skip
     assert all(v["thread_us"] > 0 for v in variants.values())
+
+
+def test_idle_cost_bench_smoke(tmp_path: Path) -> None:
+    """An idle recorderd is measured by thread role and stops with exit code 0."""
+    out = tmp_path / "idle.json"
+    r = bench("idle_cost.py", "--seconds", "1", "--rounds", "1", "--json", out)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["exit_code"] == 0
+    (round_,) = result["rounds"]
+    assert set(round_["ms_per_s"]) == {"zenoh", "callback", "writer", "compression", "other"}
+    assert "| 1 |" in r.stdout
