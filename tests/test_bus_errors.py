@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,14 +16,7 @@ from recorderd.daemon.bus import Bus, Client, make_config
 from recorderd.daemon.lifecycle import Daemon
 from recorderd.daemon.settings import RecorderSettings
 from tests.helpers import free_port
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
+from tests.processes import wait_for
 
 
 class Errors:

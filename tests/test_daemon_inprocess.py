@@ -47,6 +47,20 @@ def open_files_under(folder: Path) -> list[str]:
     return found
 
 
+async def started(settings: RecorderSettings) -> tuple[Daemon, asyncio.Task[ExitCode]]:
+    """A daemon serving on this loop, once its session file exists."""
+    daemon = Daemon(settings)
+    serving = asyncio.create_task(daemon.serve())
+    await until(daemon.status.files.data.exists, 30, "the session file")
+    return daemon, serving
+
+
+async def stopped(daemon: Daemon, serving: asyncio.Task[ExitCode]) -> ExitCode:
+    """Ask ``daemon`` to stop, as a signal would; its exit code."""
+    daemon.request_stop("test")
+    return await asyncio.wait_for(serving, 60)
+
+
 def received(daemon: Daemon) -> int:
     return daemon.recorder.statistics.totals()["received"]
 
@@ -85,9 +99,7 @@ async def test_serve_records_every_message_then_closes_everything_on_stop(
 ) -> None:
     """Published == on disk; when ``serve`` returns, no file of the session is left open
     (the CLI then ends the process without the interpreter's teardown)."""
-    daemon = Daemon(settings)
-    serving = asyncio.create_task(daemon.serve())
-    await until(daemon.status.files.data.exists, 30, "the session file")
+    daemon, serving = await started(settings)
     pub = Publisher(settings.listen[0])
     try:
         await until(pub.matched, 30, "the daemon's subscriber to match")
@@ -96,8 +108,7 @@ async def test_serve_records_every_message_then_closes_everything_on_stop(
             pub.pub.put(spike_message(seq, ids))
         await until(lambda: received(daemon) == 300, 30, "300 messages received")
         assert not serving.done()
-        daemon.request_stop("test")
-        code = await asyncio.wait_for(serving, 60)
+        code = await stopped(daemon, serving)
     finally:
         pub.close()
     assert code is ExitCode.OK
@@ -114,11 +125,8 @@ async def test_serve_records_every_message_then_closes_everything_on_stop(
 async def test_stop_before_any_data_leaves_a_readable_empty_session(
     settings: RecorderSettings,
 ) -> None:
-    daemon = Daemon(settings)
-    serving = asyncio.create_task(daemon.serve())
-    await until(lambda: daemon.status.files.data.exists(), 30, "the session file")
-    daemon.request_stop("test")
-    assert await asyncio.wait_for(serving, 60) is ExitCode.OK
+    daemon, serving = await started(settings)
+    assert await stopped(daemon, serving) is ExitCode.OK
     assert open_files_under(settings.session_dir) == []
     with SessionReader(settings.session_dir) as r:
         assert r.nodes() == []
@@ -127,26 +135,20 @@ async def test_stop_before_any_data_leaves_a_readable_empty_session(
 async def test_a_second_daemon_on_the_same_session_returns_busy_and_writes_nothing(
     settings: RecorderSettings, make_settings: Callable[..., RecorderSettings]
 ) -> None:
-    first = Daemon(settings)
-    serving = asyncio.create_task(first.serve())
-    await until(lambda: first.status.files.data.exists(), 30, "the first daemon's file")
+    first, serving = await started(settings)
     size = first.status.files.data.stat().st_size
     other = make_settings(session="inproc", listen=[f"tcp/127.0.0.1:{free_port()}"])
     assert await asyncio.wait_for(Daemon(other).serve(), 60) is ExitCode.BUSY
     assert not serving.done()
     assert first.status.files.data.stat().st_size >= size
-    first.request_stop("test")
-    assert await asyncio.wait_for(serving, 60) is ExitCode.OK
+    assert await stopped(first, serving) is ExitCode.OK
 
 
 async def test_a_taken_endpoint_returns_bus_and_creates_no_session(
     settings: RecorderSettings, make_settings: Callable[..., RecorderSettings]
 ) -> None:
-    first = Daemon(settings)
-    serving = asyncio.create_task(first.serve())
-    await until(lambda: first.status.files.data.exists(), 30, "the first daemon's file")
+    first, serving = await started(settings)
     other = make_settings(session="elsewhere", listen=settings.listen)
     assert await asyncio.wait_for(Daemon(other).serve(), 60) is ExitCode.BUS
     assert not other.session_dir.exists()
-    first.request_stop("test")
-    assert await asyncio.wait_for(serving, 60) is ExitCode.OK
+    assert await stopped(first, serving) is ExitCode.OK
