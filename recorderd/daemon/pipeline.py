@@ -258,9 +258,9 @@ class Pipeline:
                 if stopping and not len(self.intake):
                     break
                 if not handled:
-                    # Short while gathering; longer and longer while nothing comes.
-                    idle = min(2 * idle, IDLE_SLEEP_MAX_S) if not queued else IDLE_SLEEP_S
                     time.sleep(idle)
+                # The next sleep: short while anything is queued, doubling while nothing is.
+                idle = IDLE_SLEEP_S if queued else min(2 * idle, IDLE_SLEEP_MAX_S)
             self._sync_counters()
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero
