@@ -15,6 +15,7 @@ import zenoh
 from recorderd.daemon.bus import Bus, Client, make_config
 from recorderd.daemon.lifecycle import Daemon
 from recorderd.daemon.settings import RecorderSettings
+from recorderd.session.statistics import merged
 from tests.helpers import free_port
 from tests.processes import wait_for
 
@@ -101,3 +102,47 @@ def test_the_daemon_counts_bus_errors_in_its_statistics_and_status(
     expected = {"answering a query on k": 1, "the liveliness callback (brain)": 3}
     assert daemon.recorder.statistics_document()["bus_errors"] == expected
     assert json.loads(json.dumps(daemon.status.document()))["bus_errors"] == expected
+
+
+def test_a_failing_error_sink_does_not_stop_the_callback(
+    bus_and_peer: tuple[Bus, zenoh.Session, Errors],
+) -> None:
+    bus, peer, _ = bus_and_peer
+    got: list[bytes | None] = []
+
+    def broken_sink(where: str, exc: BaseException) -> None:
+        raise RuntimeError("the error sink fails too")
+
+    def submit(key: str, payload: bytes | None, _stamp: int) -> None:
+        if payload == b"boom":
+            raise ValueError("a defect on one sample")
+        got.append(payload)
+
+    bus.on_error = broken_sink
+    bus.subscribe(["brain/*/spikes/*"], submit)
+    pub = peer.declare_publisher("brain/n/spikes/l", reliability=zenoh.Reliability.RELIABLE)
+    wait_for(lambda: bool(pub.matching_status.matching), 30, "the subscriber to match")
+    for payload in (b"one", b"boom", b"two"):
+        pub.put(payload)
+    wait_for(lambda: len(got) == 2, 30, "two samples handed over")
+    assert got == [b"one", b"two"]
+
+
+def test_a_coverage_report_and_bus_errors_are_both_kept(
+    make_settings: Callable[..., RecorderSettings],
+) -> None:
+    daemon = Daemon(make_settings(listen=[f"tcp/127.0.0.1:{free_port()}"]))
+    daemon.bus.on_error("answering a query on k", ValueError("y"))
+    daemon._covered({"uncovered": []})
+    daemon.bus.on_error("answering a query on k", ValueError("y"))
+    doc = daemon.recorder.statistics_document()
+    assert doc["coverage"] == {"uncovered": []}
+    assert doc["bus_errors"] == {"answering a query on k": 2}
+
+
+def test_merged_shard_statistics_sum_their_bus_errors() -> None:
+    docs = {
+        "a": {"totals": {}, "rejected": {}, "streams": {}, "bus_errors": {"x": 1, "y": 2}},
+        "b": {"totals": {}, "rejected": {}, "streams": {}, "bus_errors": {"y": 3}},
+    }
+    assert merged(docs)["bus_errors"] == {"x": 1, "y": 5}  # type: ignore[arg-type]

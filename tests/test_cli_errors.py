@@ -5,6 +5,7 @@ Each test asserts the exit code and the one line said, and that no traceback is 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -89,6 +90,29 @@ def test_recorderd_on_a_taken_port_names_it_and_leaves_nothing(tmp_path: Path) -
     assert f"cannot listen on tcp/127.0.0.1:{port}: the endpoint is already in use" in line
     assert "choose another with --listen tcp/127.0.0.1:PORT" in line
     assert not (tmp_path / "rec").exists()  # no session folder, lock, .h5 or statistics
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stdout and stderr"])
+def test_recorderd_with_closed_standard_streams_stops_with_exit_0(
+    tmp_path: Path, closed: str
+) -> None:
+    """Run as ``recorderd >&-`` (or ``>&- 2>&-``): the session is recorded and closed, and
+    the exit code is still 0 (the quick exit flushes what streams there are)."""
+    fds = (1,) if closed == "stdout" else (1, 2)
+    proc = subprocess.run(
+        [
+            *RECORDERD,
+            *("--session", "s", "--recording-dir", str(tmp_path / "rec")),
+            *("--listen", f"tcp/127.0.0.1:{free_port()}", "--max-duration", "1"),
+        ],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: [os.close(fd) for fd in fds],
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    stats = json.loads((tmp_path / "rec" / "s" / "recording_statistics.json").read_text())
+    assert stats["totals"]["received"] == 0 and stats["bus_errors"] == {}
+    assert not list((tmp_path / "rec" / "s").glob("*.journal*"))
 
 
 def test_recorderd_help_shows_every_default() -> None:

@@ -21,21 +21,30 @@ DETAILED: Final = 10
 class RateLimitedLog:
     """Per-kind bounded logging on top of a :class:`logging.Logger`."""
 
-    def __init__(self, logger: logging.Logger, detailed: int = DETAILED) -> None:
+    def __init__(
+        self, logger: logging.Logger, detailed: int = DETAILED, period: str = "flush"
+    ) -> None:
         self._log = logger
         self._detailed = detailed
+        self._period = period  # what calls summarise(): "flush", "report", ...
         self._seen: Counter[str] = Counter()
         self._silent: Counter[str] = Counter()
 
-    def event(self, kind: str, level: int, msg: str, *args: object) -> None:
-        """Log one event of ``kind`` in detail, or count it once past the detailed ones."""
+    def event(
+        self, kind: str, level: int, msg: str, *args: object, exc_info: BaseException | None = None
+    ) -> None:
+        """Log one event of ``kind`` in detail (with ``exc_info``'s traceback if given), or
+        count it once past the detailed ones."""
         self._seen[kind] += 1
         n = self._seen[kind]
         if n <= self._detailed:
-            self._log.log(level, msg, *args)
+            self._log.log(level, msg, *args, exc_info=exc_info)
             if n == self._detailed:
                 self._log.log(
-                    level, "further %s events are counted and summarised at each flush", kind
+                    level,
+                    "further %s events are counted and summarised at each %s",
+                    kind,
+                    self._period,
                 )
         else:
             self._silent[kind] += 1
@@ -44,7 +53,11 @@ class RateLimitedLog:
         """One line per kind with events not logged since the last call."""
         for kind, n in sorted(self._silent.items()):
             self._log.warning(
-                "%d more %s event(s) since the last flush (%d in all)", n, kind, self._seen[kind]
+                "%d more %s event(s) since the last %s (%d in all)",
+                n,
+                kind,
+                self._period,
+                self._seen[kind],
             )
         self._silent.clear()
 

@@ -175,8 +175,8 @@ def hand_over(
         nonlocal named
         try:
             if not named:  # the thread is zenoh-python's: it is named on first use
-                name_os_thread(thread_name)
                 named = True
+                name_os_thread(thread_name)
             payload: bytes | None = sample.payload.to_bytes()
             if not payload and sample.kind != put:
                 payload = None
@@ -187,9 +187,18 @@ def hand_over(
                 0 if stamp is None else stamp.get_time_as_ntp64().as_nanos(),
             )
         except Exception as exc:
-            on_error(where, exc)
+            report(on_error, where, exc)
 
     return on_sample
+
+
+def report(on_error: ErrorSink, where: str, exc: BaseException) -> None:
+    """Hand ``exc`` to ``on_error``; if that fails too, log both (never raises)."""
+    try:
+        on_error(where, exc)
+    except Exception as failure:
+        with contextlib.suppress(Exception):
+            log.error("%s failed: %r (and reporting it failed: %r)", where, exc, failure)
 
 
 def subscription_keys(
@@ -486,9 +495,9 @@ class Bus:
                     try:
                         query.reply(own or str(query.key_expr), answer())
                     except Exception as exc:  # one failed answer must not end this thread
-                        self.on_error(where, exc)
-                        with contextlib.suppress(Exception):
-                            query.reply_err(f"recorderd could not answer: {exc!r}"[:500])
+                        report(self.on_error, where, exc)
+                        with contextlib.suppress(Exception):  # no details: anyone may ask
+                            query.reply_err("recorderd could not answer (see its bus_errors)")
 
         threading.Thread(target=serve, name=f"recorderd-query-{key}", daemon=True).start()
 
@@ -528,7 +537,7 @@ class Bus:
                 if is_safe_name(node_id):  # a hostile name is ignored, never logged as a node
                     on_change(node_id, sample.kind == zenoh.SampleKind.PUT)
             except Exception as exc:
-                self.on_error(where, exc)
+                report(self.on_error, where, exc)
 
         for chunk in dict.fromkeys(node_chunk(p) for p in nodes):
             sub = self._session.liveliness().declare_subscriber(

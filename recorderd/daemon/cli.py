@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -289,32 +290,59 @@ def record(
     raise typer.Exit(int(code))
 
 
-#: Whether :func:`record` has closed its session normally: everything written, the file,
-#: its journal, the statistics and the Zenoh session closed.
+#: Whether :func:`record` has returned from a session it ran to its end, whatever its exit
+#: code: nothing of it is pending (the file, its journal, the control log, the statistics
+#: and the Zenoh session are closed, or were never opened).
 _closed = False
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int) -> NoReturn:
     """End the process at once, without the interpreter's teardown: logs and the standard
-    streams are flushed first."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    streams are flushed first (a closed or broken stream cannot change the exit code)."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
     os._exit(code)
+
+
+def _only_daemon_threads_left() -> bool:
+    """Whether an ordinary exit would wait for no thread (it waits for non-daemon ones)."""
+    main = threading.main_thread()
+    return all(t is main or t.daemon for t in threading.enumerate())
+
+
+def _open_std_fds() -> None:
+    """Open /dev/null on each of descriptors 0-2 that is closed (``recorderd >&-``): a
+    socket or pipe would otherwise get that number, and libuv (under uvloop) aborts the
+    process when it closes a descriptor below 3 at the stop."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd``
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def main() -> None:
     """Console-script entry point.
 
-    Once a session has been closed normally and no other Python thread is left, the
-    process ends without the interpreter's teardown: with numpy, h5py and zenoh-python
-    loaded that teardown costs about 80 ms of CPU at every stop and writes nothing
-    (``bench/perf.py`` counts recorderd's CPU to its exit). Other exits, such as usage
-    errors, are ordinary ones.
+    Once a session has been run to its end and no thread is left that an ordinary exit
+    would wait for, the process ends without the interpreter's teardown: with numpy,
+    h5py and zenoh-python loaded that teardown costs about 60 ms of CPU at every stop and
+    writes nothing (``bench/perf.py`` counts recorderd's CPU to its exit). Other exits,
+    such as usage errors, are ordinary ones.
     """
+    global _closed  # set by record()
+    _closed = False
+    _open_std_fds()
     try:
         app(prog_name="recorderd")
     except SystemExit as exc:
-        if _closed and threading.active_count() == 1 and isinstance(exc.code, int):
+        if _closed and isinstance(exc.code, int) and _only_daemon_threads_left():
             _exit_now(exc.code)
         raise

@@ -111,7 +111,7 @@ class Daemon:
         #: statistics and the live status as ``bus_errors``, logged with a bound.
         self.bus_errors: Counter[str] = Counter()
         self._bus_errors_lock = threading.Lock()
-        self._bus_errors_log = RateLimitedLog(log)
+        self._bus_errors_log = RateLimitedLog(log, period="progress report")
         self.recorder.annotations = {"bus_errors": {}}
         self.bus = Bus(config, on_error=self._bus_error)
         self._stop = asyncio.Event()
@@ -343,8 +343,9 @@ class Daemon:
             errors = dict(sorted(self.bus_errors.items()))
             self.recorder.annotations = {**self.recorder.annotations, "bus_errors": errors}
             self._bus_errors_log.event(
-                where, logging.ERROR, "%s failed: %r (counted in bus_errors)", where, exc
-            )
+                where, logging.ERROR, "%s failed: %r (counted in bus_errors)", where, exc,
+                exc_info=exc,
+            )  # fmt: skip
 
     def _summarise_bus_errors(self) -> None:
         with self._bus_errors_lock:

@@ -47,10 +47,11 @@ _CONTROL_SUFFIX: Final = "/" + CONTROL_WORD
 PRESENCE_KEY: Final = "\0presence"
 #: How long the writer thread sleeps between two looks at the intake while it gathers.
 IDLE_SLEEP_S: Final = 0.002
-#: While the intake stays empty the sleep doubles up to this: an idle recorder then looks
-#: ~40 times a second instead of 500 (its CPU when idle: 18 -> ~9 ms per second). The
-#: first look after data arrives comes this much later at most, far within the flush
-#: interval and the gathering time (:data:`GATHER_S`); the intake holds what comes meanwhile.
+#: While the intake stays empty the sleep doubles up to this (and at most the gathering
+#: time, :data:`GATHER_S` or a tenth of the flush interval): an idle recorder then looks
+#: ~40 times a second instead of 500 (its CPU when idle: 14 -> 7 ms per second,
+#: ``bench/idle_cost.py``). The first look after data arrives comes this much later at
+#: most; the intake holds what comes meanwhile.
 IDLE_SLEEP_MAX_S: Final = 0.025
 #: Samples (and payload bytes) handled between two looks at the clock, at most. The
 #: writer takes what is queued: batches grow only with a backlog, and then their fixed
@@ -222,6 +223,7 @@ class Pipeline:
         last_flush = last_batch = time.monotonic()
         idle = IDLE_SLEEP_S
         gather_s = min(GATHER_S, self._flush_interval / 10)
+        idle_max = max(IDLE_SLEEP_S, min(IDLE_SLEEP_MAX_S, gather_s))
         gather_messages = max(1, min(GATHER_MESSAGES, intake.max_messages // GATHER_FRACTION))
         gather_bytes = max(1, min(GATHER_BYTES, intake.max_bytes // GATHER_FRACTION))
         try:
@@ -260,7 +262,7 @@ class Pipeline:
                 if not handled:
                     time.sleep(idle)
                 # The next sleep: short while anything is queued, doubling while nothing is.
-                idle = IDLE_SLEEP_S if queued else min(2 * idle, IDLE_SLEEP_MAX_S)
+                idle = IDLE_SLEEP_S if queued else min(2 * idle, idle_max)
             self._sync_counters()
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero

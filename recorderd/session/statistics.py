@@ -30,9 +30,9 @@ def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
     """One statistics document for a sharded session: counters summed, streams joined.
 
     ``documents`` maps each shard (None: the unsharded file) to its document. The result
-    has the first document's keys, ``totals`` and ``rejected`` summed, ``streams`` joined
-    (a stream in two documents keeps the first's counters) and ``shards``: each shard's
-    own document.
+    has the first document's keys, ``totals``, ``rejected`` and ``bus_errors`` summed,
+    ``streams`` joined (a stream in two documents keeps the first's counters) and
+    ``shards``: each shard's own document.
     """
     if len(documents) == 1:
         return dict(next(iter(documents.values())))
@@ -40,8 +40,11 @@ def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
     out = {k: v for k, v in docs[0].items() if k not in ("shard", "shard_nodes", "coverage")}
     totals: dict[str, Any] = {}
     rejected: dict[str, int] = {}
+    bus_errors: dict[str, int] = {}
     streams: dict[str, Any] = {}
     for doc in docs:
+        for where, count in doc.get("bus_errors", {}).items():
+            bus_errors[where] = bus_errors.get(where, 0) + int(count)
         for key, value in doc.get("totals", {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
@@ -50,5 +53,7 @@ def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
         for key, stream in doc.get("streams", {}).items():
             streams.setdefault(key, stream)
     out["totals"], out["rejected"], out["streams"] = totals, rejected, streams
+    if any("bus_errors" in doc for doc in docs):
+        out["bus_errors"] = dict(sorted(bus_errors.items()))
     out["shards"] = {str(shard): doc for shard, doc in documents.items()}
     return out
