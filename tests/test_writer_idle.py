@@ -1,5 +1,6 @@
-"""The writer thread's looks at an empty intake back off, and come back to every 2 ms as
-soon as anything is queued (the sleeps it asks for are recorded; the data path is real)."""
+"""The writer thread's looks at an intake that stays empty back off, and come back to
+every 2 ms as soon as anything is queued (the sleeps it asks for are recorded; the data
+path is real)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from recorderd.core.recorder import Recorder
 from recorderd.daemon import pipeline as pipeline_module
-from recorderd.daemon.pipeline import IDLE_SLEEP_MAX_S, IDLE_SLEEP_S, Pipeline
+from recorderd.daemon.pipeline import IDLE_LOOKS, IDLE_SLEEP_MAX_S, IDLE_SLEEP_S, Pipeline
 from recorderd.daemon.settings import RecorderSettings
 from tests.helpers import spike_message
 from tests.processes import wait_for
@@ -42,9 +43,8 @@ def test_idle_looks_back_off_and_data_brings_them_back(
     writer.start()
     try:
         wait_for(lambda: sleeps.count(longest) >= 3, 30, "the back-off to reach its longest")
-        first = sleeps[: sleeps.index(longest) + 1]
-        doubling = [IDLE_SLEEP_S * 2**i for i in range(len(first) - 1)]
-        assert first == [*doubling, longest]
+        # IDLE_LOOKS short looks at an empty intake (0.1 s), then long ones
+        assert sleeps[: IDLE_LOOKS + 1] == [IDLE_SLEEP_S] * IDLE_LOOKS + [longest]
         assert max(sleeps) == longest
         before = len(sleeps)
         pipe.submit("brain/n/spikes/l", spike_message(0, [1, 2]), 0)

@@ -47,11 +47,14 @@ _CONTROL_SUFFIX: Final = "/" + CONTROL_WORD
 PRESENCE_KEY: Final = "\0presence"
 #: How long the writer thread sleeps between two looks at the intake while it gathers.
 IDLE_SLEEP_S: Final = 0.002
-#: While the intake stays empty the sleep doubles up to this (and at most the gathering
-#: time, :data:`GATHER_S` or a tenth of the flush interval): an idle recorder then looks
+#: Once the intake has been empty at this many looks in a row (~0.1 s), the writer looks
+#: only every :data:`IDLE_SLEEP_MAX_S` (at most the gathering time, :data:`GATHER_S` or
+#: a tenth of the flush interval) until something is queued: an idle recorder then looks
 #: ~40 times a second instead of 500 (its CPU when idle: 14 -> 7 ms per second,
-#: ``bench/idle_cost.py``). The first look after data arrives comes this much later at
-#: most; the intake holds what comes meanwhile.
+#: ``bench/idle_cost.py``). A recorder that receives anything every 0.1 s looks every
+#: 2 ms as before; after an idle spell the first look comes at most this much later, and
+#: the intake holds what comes meanwhile.
+IDLE_LOOKS: Final = 50
 IDLE_SLEEP_MAX_S: Final = 0.025
 #: Samples (and payload bytes) handled between two looks at the clock, at most. The
 #: writer takes what is queued: batches grow only with a backlog, and then their fixed
@@ -221,7 +224,7 @@ class Pipeline:
         recorder = self.recorder
         intake = self.intake
         last_flush = last_batch = time.monotonic()
-        idle = IDLE_SLEEP_S
+        idle, empty_looks = IDLE_SLEEP_S, 0
         gather_s = min(GATHER_S, self._flush_interval / 10)
         idle_max = max(IDLE_SLEEP_S, min(IDLE_SLEEP_MAX_S, gather_s))
         gather_messages = max(1, min(GATHER_MESSAGES, intake.max_messages // GATHER_FRACTION))
@@ -261,8 +264,9 @@ class Pipeline:
                     break
                 if not handled:
                     time.sleep(idle)
-                # The next sleep: short while anything is queued, doubling while nothing is.
-                idle = IDLE_SLEEP_S if queued else min(2 * idle, idle_max)
+                # The next sleep: long only once the intake has stayed empty for a while.
+                empty_looks = 0 if queued else empty_looks + 1
+                idle = IDLE_SLEEP_S if empty_looks < IDLE_LOOKS else idle_max
             self._sync_counters()
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero
