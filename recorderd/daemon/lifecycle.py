@@ -107,10 +107,11 @@ class Daemon:
         )
         #: Mode and endpoints in force (the file's where it set them), for the log.
         self.bus_endpoints = endpoints(config)
-        #: Samples and queries the bus's threads failed to handle, by where: in the
-        #: statistics and the live status as ``bus_errors``, logged with a bound.
-        self.bus_errors: Counter[str] = Counter()
-        self._bus_errors_lock = threading.Lock()
+        # Samples and queries the bus's threads failed to handle, by where: in the
+        # statistics and the live status as ``bus_errors``, logged with a bound.
+        self._bus_errors: Counter[str] = Counter()
+        # Taken to replace recorder.annotations (from the bus's threads and the loop).
+        self._annotations_lock = threading.Lock()
         self._bus_errors_log = RateLimitedLog(log, period="progress report")
         self.recorder.annotations = {"bus_errors": {}}
         self.bus = Bus(config, on_error=self._bus_error)
@@ -332,15 +333,15 @@ class Daemon:
     def _covered(self, report: dict[str, object]) -> None:
         """A coverage check's report: into the live status and the statistics."""
         self.status.coverage = report
-        with self._bus_errors_lock:  # a new dict: the writer thread may be reading the last
+        with self._annotations_lock:  # a new dict: the writer thread may read the last
             self.recorder.annotations = {**self.recorder.annotations, "coverage": report}
 
     def _bus_error(self, where: str, exc: BaseException) -> None:
         """A sample or query a thread of the bus could not handle (called on that thread):
         counted, and logged in detail the first few times per place."""
-        with self._bus_errors_lock:
-            self.bus_errors[where] += 1
-            errors = dict(sorted(self.bus_errors.items()))
+        with self._annotations_lock:
+            self._bus_errors[where] += 1
+            errors = dict(sorted(self._bus_errors.items()))
             self.recorder.annotations = {**self.recorder.annotations, "bus_errors": errors}
             self._bus_errors_log.event(
                 where, logging.ERROR, "%s failed: %r (counted in bus_errors)", where, exc,
@@ -348,7 +349,7 @@ class Daemon:
             )  # fmt: skip
 
     def _summarise_bus_errors(self) -> None:
-        with self._bus_errors_lock:
+        with self._annotations_lock:  # the log of bus errors is kept under it too
             self._bus_errors_log.summarise()
 
     def healthy(self) -> bool:

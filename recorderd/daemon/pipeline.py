@@ -224,7 +224,7 @@ class Pipeline:
         recorder = self.recorder
         intake = self.intake
         last_flush = last_batch = time.monotonic()
-        idle, empty_looks = IDLE_SLEEP_S, 0
+        empty_looks = 0  # looks in a row at an empty intake
         gather_s = min(GATHER_S, self._flush_interval / 10)
         idle_max = max(IDLE_SLEEP_S, min(IDLE_SLEEP_MAX_S, gather_s))
         gather_messages = max(1, min(GATHER_MESSAGES, intake.max_messages // GATHER_FRACTION))
@@ -262,11 +262,9 @@ class Pipeline:
                         break
                 if stopping and not len(self.intake):
                     break
-                if not handled:
-                    time.sleep(idle)
-                # The next sleep: long only once the intake has stayed empty for a while.
+                if not handled:  # long sleeps only once the intake has stayed empty
+                    time.sleep(IDLE_SLEEP_S if empty_looks < IDLE_LOOKS else idle_max)
                 empty_looks = 0 if queued else empty_looks + 1
-                idle = IDLE_SLEEP_S if empty_looks < IDLE_LOOKS else idle_max
             self._sync_counters()
             recorder.finish()
         except BaseException as exc:  # the daemon reports it and exits non-zero

@@ -43,13 +43,11 @@ def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
     bus_errors: dict[str, int] = {}
     streams: dict[str, Any] = {}
     for doc in docs:
-        for where, count in doc.get("bus_errors", {}).items():
-            bus_errors[where] = bus_errors.get(where, 0) + int(count)
+        _add_counts(bus_errors, doc.get("bus_errors", {}))
         for key, value in doc.get("totals", {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
-        for reason, count in doc.get("rejected", {}).items():
-            rejected[reason] = rejected.get(reason, 0) + int(count)
+        _add_counts(rejected, doc.get("rejected", {}))
         for key, stream in doc.get("streams", {}).items():
             streams.setdefault(key, stream)
     out["totals"], out["rejected"], out["streams"] = totals, rejected, streams
@@ -57,3 +55,9 @@ def merged(documents: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
         out["bus_errors"] = dict(sorted(bus_errors.items()))
     out["shards"] = {str(shard): doc for shard, doc in documents.items()}
     return out
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, Any]) -> None:
+    """Add ``counts`` (name -> count) into ``into``."""
+    for name, count in counts.items():
+        into[name] = into.get(name, 0) + int(count)
