@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,10 +83,18 @@ def test_a_failing_answer_is_counted_and_the_next_query_is_answered(
             raise RuntimeError("could not build the status")
         return b"fine"
 
-    bus.serve_queries("brain/_recorders/s/status", answer)
+    key = "brain/_recorders/s/status"
+    bus.serve_queries(key, answer)
+    # The queryable's declaration may still be on its way to the peer: a query sent
+    # before it arrives ends with no reply and never calls answer(). Ask until one does.
+    deadline = time.monotonic() + 30
+    replies: list[zenoh.Reply] = []
+    while calls == 0 and time.monotonic() < deadline:
+        replies = list(peer.get(key, timeout=2.0))
+    assert calls == 1
+    assert [r.err is not None for r in replies] == [True]  # the error reply
     with Client(peer) as client:
-        assert client.query("brain/_recorders/s/status", 10) == []  # the error reply
-        assert client.query("brain/_recorders/s/status", 10) == [b"fine"]
+        assert client.query(key, 10) == [b"fine"]
     assert [(w, str(e)) for w, e in errors.seen] == [
         ("answering a query on brain/_recorders/s/status", "could not build the status")
     ]
